@@ -1,0 +1,166 @@
+"""Build models and processors from specs: the construction path that may load tower weights.
+
+``AutoModel.from_pretrained(dir_or_repo)`` is the other path: it needs the saved config only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._sources import load_tokenizer, resolve_model_source
+from ._spec_io import load_spec
+from .errors import BuildError
+from .specs import EncoderSpec, ModelSpec
+from .utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def tower_config(enc: EncoderSpec | Any, where: str):
+    """The HF config of a tower: from `model` (with `config` keys overriding) or from the inline `config`."""
+    from transformers import AutoConfig, CONFIG_MAPPING
+
+    overrides = dict(enc.config or {})
+    if enc.model is not None:
+        try:
+            config = AutoConfig.from_pretrained(resolve_model_source(enc.model))
+        except OSError as err:
+            raise BuildError(
+                f"{where}.model: cannot load the config of {enc.model!r} ({err}); give a local folder, an id "
+                "reachable on the Hub, or an inline `config:`"
+            ) from None
+        overrides.pop("model_type", None)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+    model_type = overrides.pop("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise BuildError(f"{where}.config.model_type: unknown transformers model_type {model_type!r}; "
+                         "use one transformers knows (bert, vit, clip_text_model, clip_vision_model, ...)")
+    try:
+        return CONFIG_MAPPING[model_type](**overrides)
+    except (TypeError, ValueError) as err:
+        raise BuildError(f"{where}.config: {err}") from None
+
+
+def _token_info(tokenizer, text_config, spec: ModelSpec) -> dict[str, Any]:
+    vocab = len(tokenizer)
+    if vocab > text_config.vocab_size:
+        raise BuildError(
+            f"encoders.*(text).config.vocab_size: the tokenizer {spec.encoder('text').resolved_tokenizer!r} has "
+            f"{vocab} tokens but the text tower's vocab_size is {text_config.vocab_size}; set vocab_size >= {vocab}"
+        )
+    return {
+        "vocab_size": text_config.vocab_size,
+        "pad_token_id": tokenizer.pad_token_id,
+        "mask_token_id": tokenizer.mask_token_id,
+        "cls_token_id": tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id,
+        "sep_token_id": tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id,
+        "special_token_ids": sorted(set(tokenizer.all_special_ids)),
+    }
+
+
+def build_config(spec: ModelSpec | dict | str | Path, tokenizer=None):
+    """An MmzooConfig holding the full spec and the towers' (and teachers') HF configs."""
+    from .modeling import config_class_for
+
+    spec = load_spec(spec)
+    index = {e.modality: i for i, e in enumerate(spec.encoders)}
+    text_config = tower_config(spec.encoder("text"), f"encoders.{index['text']}")
+    vision_config = tower_config(spec.encoder("image"), f"encoders.{index['image']}")
+    tokenizer = tokenizer or load_tokenizer(spec.encoder("text").resolved_tokenizer)
+    teachers = getattr(spec.fusion, "teachers", None) or {}
+    teacher_configs = {m: tower_config(t, f"fusion.teachers.{m}").to_dict() for m, t in teachers.items()}
+    return config_class_for(spec)(
+        spec=spec.to_dict(),
+        text_config=text_config.to_dict(),
+        vision_config=vision_config.to_dict(),
+        teacher_configs=teacher_configs or None,
+        tokens=_token_info(tokenizer, text_config, spec),
+    )
+
+
+def _load_pretrained_into(module, source: str, where: str) -> None:
+    from transformers import AutoModel
+
+    try:
+        pretrained = AutoModel.from_pretrained(resolve_model_source(source))
+    except OSError as err:
+        raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
+    missing, unexpected = module.load_state_dict(pretrained.state_dict(), strict=False)
+    if missing or unexpected:
+        raise BuildError(
+            f"{where}: weights of {source!r} do not fit the tower (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); check that `config:` overrides do not change the architecture"
+        )
+
+
+def build_model(spec: ModelSpec | dict | str | Path, model_class=None):
+    """Build a model from a spec, a spec file or a preset name, loading pretrained tower weights where asked.
+
+    Args:
+        spec: `ModelSpec`, dict, path of a YAML/JSON spec, or a preset name (`mmzoo zoo list`).
+        model_class: a class from `mmzoo.modeling` (default `MmzooModel`).
+
+    Example:
+    ```python
+    >>> import mmzoo
+    >>> model = mmzoo.build_model("mm-clip-tiny")
+    >>> type(model).__name__
+    'MmzooModel'
+    ```
+    """
+    from .modeling import MmzooModel
+    from .modeling.auto import model_class_for
+
+    spec = load_spec(spec)
+    config = build_config(spec)
+    model = model_class_for(model_class or MmzooModel, type(config))(config)
+    towers = {"text": model.text_tower.model, "image": model.vision_tower.model}
+    for i, enc in enumerate(spec.encoders):
+        if enc.pretrained:
+            _load_pretrained_into(towers[enc.modality], enc.model, f"encoders.{i}")
+            logger.info("loaded pretrained %s tower from %s", enc.modality, enc.model)
+    for modality, teacher in (getattr(spec.fusion, "teachers", None) or {}).items():
+        if teacher.pretrained:
+            _load_pretrained_into(model.fusion.teachers[modality].model, teacher.model, f"fusion.teachers.{modality}")
+    fresh = [o.type for o in spec.objectives] + [spec.fusion.type]
+    if any(e.pretrained for e in spec.encoders):
+        logger.warning("pretrained towers got freshly initialised projections, fusion and heads (%s)", fresh)
+    logger.info(
+        "built %s: towers text=%s image=%s, fusion=%s, objectives=%s",
+        spec.name, spec.encoder("text").model or spec.encoder("text").config.get("model_type"),
+        spec.encoder("image").model or spec.encoder("image").config.get("model_type"),
+        spec.fusion.type, {o.type: o.weight for o in spec.objectives},
+    )
+    return model
+
+
+def build_processor(spec: ModelSpec | dict | str | Path, max_length: int | None = None):
+    """The MmzooProcessor of a spec: its text tokenizer and an image processor sized for the vision tower."""
+    from transformers import ViTImageProcessorPil
+
+    from .modeling import MmzooProcessor
+
+    spec = load_spec(spec)
+    image_spec = spec.encoder("image")
+    vision_config = tower_config(image_spec, "encoders.image")
+    text_config = tower_config(spec.encoder("text"), "encoders.text")
+    size = getattr(vision_config, "image_size", 224)
+    size = size if isinstance(size, int) else size[0]
+    image_processor = ViTImageProcessorPil(
+        size={"height": size, "width": size}, image_mean=list(image_spec.image_mean), image_std=list(image_spec.image_std)
+    )
+    tokenizer = load_tokenizer(spec.encoder("text").resolved_tokenizer)
+    positions = getattr(text_config, "max_position_embeddings", None) or tokenizer.model_max_length
+    tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
+    return MmzooProcessor(image_processor, tokenizer, max_length=max_length or tokenizer.model_max_length)
+
+
+def save_pretrained(model, processor, out_dir: str | Path) -> Path:
+    """Write model (config + safetensors) and processor into ``out_dir``."""
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,7 @@
+"""Tower adapters: any HF text/vision model -> tokens, mask, pooled features, projected embeddings."""
+
+from .pooling import POOLERS, AttentionPooler, pool
+from .projection import build_projection
+from .tower import Tower, TowerOutput
+
+__all__ = ["POOLERS", "AttentionPooler", "Tower", "TowerOutput", "build_projection", "pool"]

@@ -1,0 +1,86 @@
+"""One modality tower: an HF model, its pooling and its projection into the shared space."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .pooling import AttentionPooler, pool
+from .projection import build_projection
+
+
+@dataclass
+class TowerOutput:
+    """What a tower hands to fusion and objectives.
+
+    tokens: (B, L, D) last hidden states; mask: (B, L) 1 for real tokens; pooled: (B, D) pooled features;
+    embeds: (B, P) projected embeddings (unnormalised, CLIP's `get_*_features`); normalized: (B, P) L2-normalised;
+    raw: the HF model's own output.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    pooled: Tensor
+    embeds: Tensor | None
+    raw: Any = None
+
+    @property
+    def normalized(self) -> Tensor:
+        return F.normalize(self.embeds, dim=-1)
+
+
+def hidden_size_of(config) -> int:
+    for key in ("hidden_size", "d_model", "embed_dim", "width"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    # ResNet-like configs list widths per stage
+    if isinstance(getattr(config, "hidden_sizes", None), list):
+        return config.hidden_sizes[-1]
+    raise ValueError(f"cannot tell the width of a {type(config).__name__}; it has no hidden_size/d_model")
+
+
+class Tower(nn.Module):
+    """Wraps ``model`` (an HF PreTrainedModel). ``projection_dim=None`` makes a tower without projection."""
+
+    def __init__(self, model: nn.Module, modality: str, pooling: str, projection_spec=None, projection_dim=None):
+        super().__init__()
+        self.model = model
+        self.modality = modality
+        self.pooling = pooling
+        self.width = hidden_size_of(model.config)
+        self.attention_pool = AttentionPooler(self.width) if pooling == "attention" else None
+        self.projection = (
+            build_projection(projection_spec, self.width, projection_dim) if projection_dim is not None else None
+        )
+        accepted = inspect.signature(model.forward).parameters
+        self._accepts = {k for k in ("token_type_ids", "attention_mask") if k in accepted}
+
+    def forward(self, **inputs: Tensor) -> TowerOutput:
+        if self.modality == "text":
+            kwargs = {"input_ids": inputs["input_ids"]}
+            mask = inputs.get("attention_mask")
+            if mask is None:
+                mask = torch.ones_like(inputs["input_ids"])
+            if "attention_mask" in self._accepts:
+                kwargs["attention_mask"] = mask
+            if "token_type_ids" in self._accepts and inputs.get("token_type_ids") is not None:
+                kwargs["token_type_ids"] = inputs["token_type_ids"]
+        else:
+            kwargs = {"pixel_values": inputs["pixel_values"]}
+            mask = None
+        out = self.model(**kwargs, return_dict=True)
+        tokens = out.last_hidden_state
+        if tokens.dim() == 4:  # convolutional feature map (B, C, H, W) -> tokens
+            tokens = tokens.flatten(2).transpose(1, 2)
+        if mask is None:
+            mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+        pooled = pool(self.pooling, tokens, mask, getattr(out, "pooler_output", None), self.attention_pool)
+        if pooled.dim() > 2:
+            pooled = pooled.flatten(1)
+        embeds = self.projection(pooled) if self.projection is not None else None
+        return TowerOutput(tokens=tokens, mask=mask, pooled=pooled, embeds=embeds, raw=out)

@@ -1,0 +1,63 @@
+"""Fusion module contract: pair tower outputs -> joint representations (registered by spec `type`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from .._registry import Registry
+
+# tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig
+FUSIONS: Registry[type[Fusion]] = Registry("fusion module")
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Widths and token ids every component may need; derived from the towers and the tokenizer."""
+
+    text_width: int
+    image_width: int
+    embed_dim: int
+    vocab_size: int
+    pad_token_id: int = 0
+    mask_token_id: int | None = None
+    cls_token_id: int | None = None
+    sep_token_id: int | None = None
+    special_token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class FusionOutput:
+    """text_tokens (B, Lt, Dt) image-conditioned text states with text_mask (B, Lt); image_tokens (B, Li, Di);
+    pair_embeds (B, H) one joint vector per (image, text) pair; extras: fusion-specific tensors."""
+
+    text_tokens: Tensor | None = None
+    text_mask: Tensor | None = None
+    image_tokens: Tensor | None = None
+    pair_embeds: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Fusion(nn.Module):
+    """Base class. Subclasses set ``pair_dim`` / ``text_token_dim`` when they provide those outputs."""
+
+    pair_dim: int | None = None
+    text_token_dim: int | None = None
+
+    def __init__(self, spec, dims: ModelDims, config=None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dims = dims
+
+    def forward(self, text, image, inputs: dict[str, Tensor] | None = None) -> FusionOutput:
+        raise NotImplementedError
+
+
+@FUSIONS.register("dual_encoder")
+class DualEncoderFusion(Fusion):
+    """Late fusion: no joint layers; the towers' embeddings are compared directly (CLIP)."""
+
+    def forward(self, text, image, inputs=None) -> FusionOutput:
+        return FusionOutput()

@@ -1,0 +1,67 @@
+"""MmzooConfig: an HF config that carries the full ModelSpec plus real sub-configs of the towers.
+
+``from_pretrained`` rebuilds the whole model from this config alone: the towers' original checkpoints are
+never needed again (their configs are stored here, their weights in the model's safetensors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from ..specs import ModelSpec
+from ..version import __version__
+
+
+class MmzooConfig(PreTrainedConfig):
+    r"""
+    Args:
+        spec (`dict`): the full `ModelSpec` (every default filled in), as `ModelSpec.to_dict()`.
+        text_config / vision_config (`PreTrainedConfig` or `dict`): the towers' HF configs.
+        teacher_configs (`dict[str, dict]`, *optional*): HF configs of distillation teachers by modality.
+        tokens (`dict`, *optional*): vocabulary size and special token ids of the tokenizer the model was built with.
+        answer_vocab (`list[str]`, *optional*): answers of the VQA classification head.
+        mmzoo_version (`str`): version of mmzoo that wrote the config.
+
+    Example:
+    ```python
+    >>> import mmzoo
+    >>> model = mmzoo.build_model("mm-clip-tiny")
+    >>> model.config.model_spec().name
+    'mm-clip-tiny'
+    ```
+    """
+
+    model_type = "mmzoo"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit", optional=True),
+    }
+
+    spec: dict[str, Any] | None = None
+    text_config: PreTrainedConfig | dict | None = None
+    vision_config: PreTrainedConfig | dict | None = None
+    teacher_configs: dict[str, Any] | None = None
+    tokens: dict[str, Any] | None = None
+    answer_vocab: list[str] | None = None
+    mmzoo_version: str | None = __version__
+
+    def model_spec(self) -> ModelSpec:
+        """The validated ModelSpec this config was built from."""
+        return ModelSpec.from_dict(self.spec, source=f"{self.name_or_path or 'config'}:config.json → spec")
+
+
+class MmzooSiglipConfig(MmzooConfig):
+    """Same as MmzooConfig, for models scored by a sigmoid objective. The `siglip` in its model_type is what
+    tells transformers' zero-shot pipeline to report independent sigmoid scores instead of a softmax."""
+
+    model_type = "mmzoo_siglip"
+
+
+def config_class_for(spec: ModelSpec) -> type[MmzooConfig]:
+    """Sigmoid-scored models (a sigmoid objective and no contrastive one) get the siglip-flavoured config."""
+    if spec.objective("sigmoid") is not None and spec.objective("contrastive") is None:
+        return MmzooSiglipConfig
+    return MmzooConfig

@@ -1,0 +1,68 @@
+"""Encoder (tower) specs: which HF model encodes a modality, how it is pooled, frozen and projected."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import SpecBase
+
+Modality = Literal["text", "image", "audio"]
+Pooling = Literal["cls", "mean", "max", "eos", "pooler", "attention"]
+BUILTIN_TOKENIZER = "mmzoo:wordpiece-basic"
+
+
+class ProjectionSpec(SpecBase):
+    """Maps pooled tower features into the shared embedding space."""
+
+    type: Literal["linear", "mlp"] = "linear"
+    dim: int | None = Field(None, gt=0, description="output width; defaults to the model's projection_dim")
+    hidden_dim: int | None = Field(None, gt=0, description="mlp hidden width; defaults to the output width")
+    bias: bool = False
+
+
+class EncoderSpec(SpecBase):
+    """One modality tower: an HF model given by id/path (``model``) or by an inline config (``config``)."""
+
+    modality: Modality
+    model: str | None = Field(None, description="HF Hub id or local folder of the tower")
+    config: dict[str, Any] | None = Field(None, description="inline HF config with its `model_type`")
+    pretrained: bool = Field(False, description="load the tower's weights from `model`")
+    pooling: Pooling = "cls"
+    freeze: bool | list[str] = Field(False, description="true, or fnmatch patterns of parameter names to freeze")
+    projection: ProjectionSpec = ProjectionSpec()
+    tokenizer: str | None = Field(None, description="text only: tokenizer id/path; defaults to `model`")
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @field_validator("config")
+    @classmethod
+    def _config_has_model_type(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not value.get("model_type"):
+            raise ValueError(
+                "an inline tower config needs a `model_type` (e.g. bert, vit, clip_text_model); "
+                "add `model_type:` to the config"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _source_rules(self) -> EncoderSpec:
+        if self.modality == "audio":
+            raise ValueError("audio towers are not supported yet; use modality `text` or `image`")
+        if self.model is None and self.config is None:
+            raise ValueError(f"{self.modality} encoder needs `model:` (HF id or path) or `config:` (inline HF config)")
+        if self.pretrained and self.model is None:
+            raise ValueError(
+                f"pretrained: true needs `model:` to load weights from (got only `config:`); "
+                "set `model:` or use pretrained: false"
+            )
+        if self.modality != "text" and self.tokenizer is not None:
+            raise ValueError(f"`tokenizer` applies to text encoders only (this one is {self.modality}); remove it")
+        if self.modality == "image" and self.pooling == "eos":
+            raise ValueError("pooling `eos` means the last text token; for image towers use cls, mean, max, pooler or attention")
+        return self
+
+    @property
+    def resolved_tokenizer(self) -> str:
+        return self.tokenizer or self.model or BUILTIN_TOKENIZER
