@@ -1,0 +1,64 @@
+"""`mmzoo validate | build | zoo | schema`: work with specs and presets."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="validate a spec file (or preset) and print it with defaults")
+    p.add_argument("spec", help="spec YAML/JSON path or preset name")
+    p.set_defaults(func=_validate)
+
+    p = subparsers.add_parser("build", help="build a spec or preset and save config, weights and processor")
+    p.add_argument("spec", help="spec YAML/JSON path or preset name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_build)
+
+    p = subparsers.add_parser("zoo", help="the preset zoo")
+    zoo = p.add_subparsers(dest="zoo_command", required=True)
+    z = zoo.add_parser("list", help="list preset names")
+    z.add_argument("pattern", nargs="?", default="*")
+    z.set_defaults(func=_zoo_list)
+
+    p = subparsers.add_parser("schema", help="print the JSON Schema of model specs (or recipes)")
+    p.add_argument("kind", nargs="?", choices=["model", "recipe"], default="model")
+    p.set_defaults(func=_schema)
+
+
+def _validate(args) -> int:
+    from .._spec_io import load_spec
+
+    print(load_spec(args.spec).to_yaml(), end="")
+    return 0
+
+
+def _build(args) -> int:
+    from ..builder import build_model, build_processor, save_pretrained
+
+    out = save_pretrained(build_model(args.spec), build_processor(args.spec), args.out)
+    print(f"saved model and processor to {out}")
+    return 0
+
+
+def _zoo_list(args) -> int:
+    from .._spec_io import load_spec
+    from ..presets import list_presets
+
+    for name in list_presets(args.pattern):
+        spec = load_spec(name)
+        print(f"{name:24s} {spec.fusion.type:16s} {','.join(o.type for o in spec.objectives):28s} {spec.description}")
+    return 0
+
+
+def _schema(args) -> int:
+    if args.kind == "model":
+        from ..specs import ModelSpec
+
+        schema = ModelSpec.model_json_schema()
+    else:
+        from ..recipe import RecipeSpec
+
+        schema = RecipeSpec.model_json_schema()
+    print(json.dumps(schema, indent=2))
+    return 0

@@ -1,0 +1,87 @@
+"""Transformer building blocks owned by mmzoo (fusion layers, caption decoder).
+
+Attention runs through ``torch.nn.functional.scaled_dot_product_attention``. Layers subclass transformers'
+``GradientCheckpointingLayer`` so ``model.gradient_checkpointing_enable()`` reaches them too.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+
+class Attention(nn.Module):
+    """Multi-head attention (self or cross). ``key_mask`` (B, Lk) is 1 for real tokens."""
+
+    def __init__(self, width: int, num_heads: int, kv_width: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        if width % num_heads:
+            raise ValueError(f"attention width {width} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.dropout = num_heads, dropout
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(kv_width or width, width)
+        self.value = nn.Linear(kv_width or width, width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        context = x if context is None else context
+        b, lq, d = x.shape
+        split = lambda t: t.view(b, t.shape[1], self.num_heads, d // self.num_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
+        mask = None
+        if key_mask is not None:
+            mask = key_mask.bool()[:, None, None, :]
+            if causal:
+                mask = mask & _causal(lq, k.shape[2], x.device)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(out.transpose(1, 2).reshape(b, lq, d))
+
+
+def _causal(lq: int, lk: int, device) -> Tensor:
+    import torch
+
+    return torch.ones(lq, lk, dtype=torch.bool, device=device).tril()
+
+
+class FeedForward(nn.Module):
+    def __init__(self, width: int, intermediate: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, intermediate), nn.GELU(), nn.Linear(intermediate, width),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class TransformerLayer(GradientCheckpointingLayer):
+    """Pre-norm layer: self-attention (optionally causal), optional cross-attention, feed-forward.
+
+    Args:
+        width: model width; num_heads: heads; intermediate: feed-forward width (default 4 x width);
+        cross_width: width of the cross-attended context (None = no cross-attention); causal: mask the future.
+    """
+
+    def __init__(self, width: int, num_heads: int, intermediate: int | None = None, dropout: float = 0.0,
+                 cross_width: int | None = None, causal: bool = False, self_attention: bool = True) -> None:
+        super().__init__()
+        self.causal = causal
+        self.self_attn = Attention(width, num_heads, dropout=dropout) if self_attention else None
+        self.norm_self = nn.LayerNorm(width) if self_attention else None
+        self.cross_attn = Attention(width, num_heads, kv_width=cross_width, dropout=dropout) if cross_width else None
+        self.norm_cross = nn.LayerNorm(width) if cross_width else None
+        self.ffn = FeedForward(width, intermediate or 4 * width, dropout)
+        self.norm_ffn = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
+                context_mask: Tensor | None = None) -> Tensor:
+        if self.self_attn is not None:
+            x = x + self.drop(self.self_attn(self.norm_self(x), key_mask=mask, causal=self.causal))
+        if self.cross_attn is not None:
+            x = x + self.drop(self.cross_attn(self.norm_cross(x), context=context, key_mask=context_mask))
+        return x + self.ffn(self.norm_ffn(x))
