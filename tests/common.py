@@ -1,0 +1,26 @@
+"""Shared test helpers: tiny presets, seeded inputs."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+TINY_PRESETS = [
+    "mm-clip-tiny", "mm-siglip-tiny", "mm-lit-tiny", "mm-vilbert-tiny", "mm-visualbert-tiny", "mm-albef-tiny",
+]
+CAPTIONS = ["a large red circle at the top left", "a small blue square in the center",
+            "a green triangle at the bottom right", "two yellow circles"]
+COLORS = ["red", "blue", "green", "yellow"]
+
+
+def images(n: int = 4, size: int = 40) -> list[Image.Image]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(n):
+        arr = (torch.rand(size, size, 3, generator=g) * 255).to(torch.uint8).numpy()
+        out.append(Image.fromarray(arr))
+    return out
+
+
+def batch(processor, n: int = 4):
+    return processor(text=CAPTIONS[:n], images=images(n))
