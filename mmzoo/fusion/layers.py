@@ -12,22 +12,29 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 
 class Attention(nn.Module):
-    """Multi-head attention (self or cross). ``key_mask`` (B, Lk) is 1 for real tokens."""
+    """Multi-head attention (self or cross). ``key_mask`` (B, Lk) is 1 for real tokens.
 
-    def __init__(self, width: int, num_heads: int, kv_width: int | None = None, dropout: float = 0.0) -> None:
+    ``width`` is the attention's inner width; ``query_width`` / ``kv_width`` / ``out_width`` are the widths of
+    the queries, the keys/values and the output (all default to ``width``), so one stream can attend to another
+    of a different width in a third width (ViLBERT's co-attention).
+    """
+
+    def __init__(self, width: int, num_heads: int, kv_width: int | None = None, dropout: float = 0.0,
+                 query_width: int | None = None, out_width: int | None = None) -> None:
         super().__init__()
         if width % num_heads:
             raise ValueError(f"attention width {width} is not divisible by num_heads {num_heads}")
         self.num_heads, self.dropout = num_heads, dropout
-        self.query = nn.Linear(width, width)
+        self.query = nn.Linear(query_width or width, width)
         self.key = nn.Linear(kv_width or width, width)
         self.value = nn.Linear(kv_width or width, width)
-        self.out = nn.Linear(width, width)
+        self.out = nn.Linear(width, out_width or query_width or width)
 
     def forward(self, x: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
         context = x if context is None else context
-        b, lq, d = x.shape
+        b, lq = x.shape[:2]
+        d = self.query.out_features
         split = lambda t: t.view(b, t.shape[1], self.num_heads, d // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
         mask = None
@@ -46,6 +53,22 @@ def _causal(lq: int, lk: int, device) -> Tensor:
     import torch
 
     return torch.ones(lq, lk, dtype=torch.bool, device=device).tril()
+
+
+def project(in_width: int, out_width: int) -> nn.Module:
+    """A Linear map between widths, or Identity when they already match."""
+    return nn.Identity() if in_width == out_width else nn.Linear(in_width, out_width)
+
+
+class Pooler(nn.Module):
+    """BERT-style pooler: Linear + tanh on one token state (B, D_in) -> (B, D_out)."""
+
+    def __init__(self, in_width: int, out_width: int | None = None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_width, out_width or in_width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dense(x).tanh()
 
 
 class FeedForward(nn.Module):

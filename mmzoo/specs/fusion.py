@@ -143,3 +143,17 @@ class DistillationFusionSpec(FusionSpecBase):
     teachers: dict[Literal["text", "image"], TeacherSpec] = Field(min_length=1)
     provides: ClassVar[frozenset[str]] = frozenset({"teachers"})
     needs_objective: ClassVar[str | None] = "distillation"
+
+    @model_validator(mode="after")
+    def _frozen_pooling(self):
+        for modality, teacher in self.teachers.items():
+            if teacher.pooling == "attention":
+                raise ValueError(
+                    f"teachers.{modality}.pooling: `attention` pooling adds a learned pooler, which a frozen teacher "
+                    "would keep untrained; use cls, mean, max or pooler"
+                )
+            if modality == "image" and teacher.pooling == "eos":
+                raise ValueError(
+                    "teachers.image.pooling: `eos` means the last text token; use cls, mean, max or pooler"
+                )
+        return self

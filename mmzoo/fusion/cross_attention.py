@@ -1,0 +1,42 @@
+"""Cross-attention fusion: text layers that attend to image tokens (ALBEF, Li et al. 2021; BLIP, Li et al. 2022)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .base import FUSIONS, Fusion, FusionOutput
+from .layers import TransformerLayer, project
+
+
+@FUSIONS.register("cross_attention")
+class CrossAttentionFusion(Fusion):
+    """``num_layers`` layers of text self-attention + cross-attention to the image tokens + feed-forward, at
+    ``hidden_size`` (default: text width; text tokens are projected in when it differs).
+
+    Outputs: text_tokens (B, Lt, H) with text_mask, image_tokens (the image tower's, unchanged), pair_embeds (B, H)
+    = the first ([CLS]) token state, as ALBEF's ITM head reads it.
+    """
+
+    def __init__(self, spec, dims, config=None) -> None:
+        super().__init__(spec, dims, config)
+        width = spec.hidden_size or dims.text_width
+        if width % spec.num_heads:
+            raise ValueError(
+                f"fusion.hidden_size: the cross_attention width {width} (the text tower's when unset) is not "
+                f"divisible by fusion.num_heads {spec.num_heads}; set fusion.hidden_size or fusion.num_heads"
+            )
+        self.text_in = project(dims.text_width, width)
+        self.layers = nn.ModuleList(
+            TransformerLayer(width, spec.num_heads, spec.intermediate_size, spec.dropout, cross_width=dims.image_width)
+            for _ in range(spec.num_layers)
+        )
+        self.final_norm = nn.LayerNorm(width)
+        self.pair_dim = self.text_token_dim = width
+
+    def forward(self, text, image, inputs=None) -> FusionOutput:
+        x = self.text_in(text.tokens)
+        for layer in self.layers:
+            # positional arguments: reentrant gradient checkpointing only tracks gradients of positional inputs
+            x = layer(x, text.mask, image.tokens, image.mask)
+        x = self.final_norm(x)
+        return FusionOutput(text_tokens=x, text_mask=text.mask, image_tokens=image.tokens, pair_embeds=x[:, 0])
