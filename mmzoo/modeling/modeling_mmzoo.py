@@ -85,6 +85,13 @@ class MmzooModel(MmzooPreTrainedModel):
         self.post_init()
         self._freeze(spec)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
+        model = super().from_pretrained(*args, **kwargs)
+        model._freeze(model.config.model_spec())
+        return model
+
     # -- construction helpers -------------------------------------------------------------------------------
     def _freeze(self, spec) -> None:
         for i, enc in enumerate(spec.encoders):

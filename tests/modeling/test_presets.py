@@ -82,19 +82,24 @@ def test_gradient_checkpointing_same_gradients():
     model = mmzoo.build_model("mm-clip-tiny")
     processor = mmzoo.build_processor("mm-clip-tiny")
     inputs = batch(processor)
-    model.eval()  # no dropout: both passes see the same computation
+    model.train()  # layers checkpoint only in training mode; dropout masks replay from the same seed
+
+    calls = []
+    layer = model.text_tower.model.encoder.layer[0].attention  # inside the checkpointed layer
+    layer.register_forward_hook(lambda *a: calls.append(1))
 
     def grads():
+        torch.manual_seed(1)
         model.zero_grad()
         model(**inputs, return_loss=True).loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain = grads()
-    model.gradient_checkpointing_enable()
-    model.train()
-    model.eval()
+    plain_calls = len(calls)
+    model.activation_checkpointing_enable()
     checkpointed = grads()
-    assert model.is_gradient_checkpointing
+    assert model.is_activation_checkpointing
+    assert len(calls) - plain_calls == 2 * plain_calls  # forward recomputed during backward
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(plain[name], checkpointed[name], msg=name)
@@ -109,3 +114,15 @@ def test_freeze_patterns():
     bad = spec.encoders[0].model_copy(update={"freeze": ["nope.*"]})
     with pytest.raises(mmzoo.errors.SpecError, match=r"encoders.0.freeze: pattern 'nope\.\*' matches no parameter"):
         mmzoo.build_model(spec.model_copy(update={"encoders": [bad, spec.encoders[1]]}))
+
+
+def test_frozen_tower_stays_frozen_after_reload(tmp_path):
+    from transformers import AutoModel
+
+    spec = mmzoo.load_spec("mm-clip-tiny")
+    enc = spec.encoders[0].model_copy(update={"freeze": True})
+    model = mmzoo.build_model(spec.model_copy(update={"encoders": [enc, spec.encoders[1]]}))
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path)
+    assert not any(p.requires_grad for p in reloaded.text_tower.model.parameters())
+    assert all(p.requires_grad for p in reloaded.vision_tower.model.parameters())
