@@ -26,6 +26,7 @@ from ..errors import HubError
 from ..utils.logging import get_logger
 from ..version import __version__
 from .card import Run, eval_result_files, is_generated_card, load_run, render_card
+from .remote_code import remote_code_files
 
 logger = get_logger(__name__)
 
@@ -63,8 +64,9 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         revision: branch to commit to (e.g. ``step-1000``), created from ``main`` if missing; default ``main``.
         commit_message: default ``"Upload <spec name> with mmzoo <version>"``.
         overwrite_card: replace a README.md that someone edited on the Hub.
-        remote_code: also upload mmzoo's modeling code so ``trust_remote_code=True`` loads without mmzoo
-            (not available yet: raises ``HubError``).
+        remote_code: also upload mmzoo's modeling code, flattened (see :mod:`mmzoo.hub.remote_code`), and an
+            ``auto_map`` in ``config.json``/``processor_config.json``, so that
+            ``AutoModel.from_pretrained(repo_id, trust_remote_code=True)`` loads without mmzoo installed.
         token: Hub token; default ``HF_TOKEN`` or the token saved by ``hf auth login``.
         license, tags: card metadata (see :func:`mmzoo.hub.card.render_card`).
 
@@ -75,13 +77,11 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         HubError: no token, repo not found or not writable, invalid card, network or server failure.
     """
     run = load_run(run_dir)
-    if remote_code:
-        raise HubError("push_run(remote_code=True): exporting modeling code for trust_remote_code is not "
-                       "supported yet; users load the model with `import mmzoo` + AutoModel.from_pretrained")
     token = token or get_token()
     if not token:
         raise HubError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass token=...")
     files = _run_files(run)
+    code = remote_code_files(run) if remote_code else {}  # built before any request: a bundling error pushes nothing
     api = HfApi(token=token, library_name="mmzoo", library_version=__version__)
     target = revision or "main"
     with _hub_errors(repo_id, target, api.endpoint):
@@ -92,6 +92,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         keep_card = not overwrite_card and _edited_remote_card(api, repo_id, target)
         payloads: dict[str, bytes] = {**{name: path.read_bytes() for name, path in files.items()},
                                       **{p: t.encode() for p, t in eval_result_files(run).items()}}
+        payloads.update(code)  # overrides config.json/processor_config.json with their auto_map versions
         if (run.path / "recipe.yaml").is_file():
             payloads["recipe.yaml"] = yaml.safe_dump(run.recipe, sort_keys=False).encode()  # secrets removed
         if not keep_card:

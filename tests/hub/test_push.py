@@ -154,9 +154,11 @@ def test_failures_commit_nothing(api, hub_server, hub_repo_id, tiny_run, hub_fas
     assert api.list_repo_files(hub_repo_id) == [".gitattributes"] and len(api.list_repo_commits(hub_repo_id)) == 1
 
 
-def test_missing_weights_and_remote_code(tiny_run, hub_repo_id):
-    with pytest.raises(HubError, match="not supported yet"):
+def test_missing_weights_and_remote_code(api, tiny_run, hub_repo_id):
+    (tiny_run / "processor_config.json").unlink()
+    with pytest.raises(HubError, match="processor_config.json: no such file"):  # remote code needs its auto_map
         push_run(tiny_run, hub_repo_id, remote_code=True)
+    assert not api.repo_exists(hub_repo_id)  # checked before any request
     (tiny_run / "model.safetensors").unlink()
     with pytest.raises(HubError, match="no \\*.safetensors weights"):
         push_run(tiny_run, hub_repo_id)
