@@ -1,0 +1,229 @@
+"""Task heads: the same MmzooModel weights (prefix ``mmzoo``) with a task-shaped forward.
+
+Any mmzoo checkpoint loads into each head (missing head weights are initialised, unused ones ignored):
+``MmzooForConditionalGeneration`` (captioning and generative VQA, via ``generate()``) and
+``MmzooForVisualQuestionAnswering`` (answer classification). Both are registered with transformers' Auto
+factories on ``import mmzoo`` (AutoModelForImageTextToText, AutoModelForVisualQuestionAnswering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoModelForVisualQuestionAnswering,
+    GenerationConfig,
+    GenerationMixin,
+)
+from transformers.modeling_outputs import CausalLMOutput
+from transformers.utils import ModelOutput
+
+from ..errors import SpecError
+from ..objectives.captioning import caption_loss
+from .auto import EXTRA_MODEL_CLASSES
+from .configuration_mmzoo import MmzooConfig
+from .modeling_mmzoo import MmzooModel
+
+
+@dataclass
+class MmzooCaptionOutput(CausalLMOutput):
+    r"""
+    loss (`()`): next-token cross-entropy of `labels` (when given).
+    logits (`(batch, seq_len, vocab_size)`): position t scores token t + 1.
+    image_hidden_states (`(batch, image_tokens, image_width)`): the vision tower's tokens the decoder attended to;
+        `generate()` feeds them back so the image is encoded once per call.
+    """
+
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class MmzooVqaOutput(ModelOutput):
+    r"""
+    loss (`()`): VQA binary cross-entropy against soft answer scores (when `labels` are given).
+    logits (`(batch, num_answers)`): one logit per entry of `config.answer_vocab`.
+    fused_embeds (`(batch, pair_dim)`): the fusion's pair embedding the head read.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    fused_embeds: torch.FloatTensor | None = None
+
+
+class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
+    """Image-conditioned text generation with the spec's ``captioning`` objective's decoder.
+
+    Captioning: ``model.generate(pixel_values=..., max_new_tokens=20)`` starts every sequence from the tokenizer's
+    CLS (or BOS) id and stops at SEP (or EOS); decode with ``processor.batch_decode(ids, skip_special_tokens=True)``.
+
+    Generative VQA: train the captioning objective on texts "question answer", then pass the question as the
+    prompt, without its closing SEP: ``ids = tokenizer(question)["input_ids"][:-1]`` (left-pad a batch and pass
+    ``attention_mask``); ``generate(input_ids=ids, pixel_values=..., max_new_tokens=5)`` continues with the answer.
+
+    There is no KV cache (``use_cache=False``): each step re-runs the decoder over the prefix, while the image is
+    encoded once per ``generate()`` call. Prompt plus new tokens must fit ``captioning.max_length``.
+    """
+
+    def __init__(self, config: MmzooConfig) -> None:
+        spec = config.model_spec()
+        if spec.objective("captioning") is None:
+            raise SpecError(
+                f"MmzooForConditionalGeneration needs a captioning decoder, but model {spec.name!r} has objectives "
+                f"{[o.type for o in spec.objectives]}; add `- type: captioning` to the spec's objectives and train it"
+            )
+        super().__init__(config)
+        self.generation_config = caption_generation_config(config)
+        self._label_smoothing = spec.objective("captioning").label_smoothing
+
+    @property
+    def caption_decoder(self) -> nn.Module:
+        return self.objectives["captioning"].decoder
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        image_hidden_states: Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> MmzooCaptionOutput:
+        r"""
+        input_ids (`(batch, seq_len)`): caption (or prompt) ids starting with CLS/BOS.
+        pixel_values (`(batch, 3, H, W)`): images; not needed when `image_hidden_states` are given.
+        attention_mask (`(batch, seq_len)`): 0 for padding (right-padded captions or left-padded prompts).
+        labels (`(batch, seq_len)`): usually `input_ids`; shifted inside, -100 and padded positions are ignored.
+        image_hidden_states (`(batch, image_tokens, image_width)`): pre-computed vision tower tokens.
+        Other keyword inputs (token_type_ids, use_cache, ...) are accepted and ignored.
+        """
+        if input_ids is None:
+            raise ValueError("MmzooForConditionalGeneration.forward needs input_ids (start with the CLS/BOS id)")
+        if image_hidden_states is None:
+            if pixel_values is None:
+                raise ValueError("MmzooForConditionalGeneration.forward needs pixel_values or image_hidden_states")
+            image_hidden_states = self.encode_image(pixel_values).tokens
+        logits = self.caption_decoder(input_ids, attention_mask, image_hidden_states)
+        loss = None
+        if labels is not None:
+            if attention_mask is not None:
+                labels = labels.masked_fill(attention_mask == 0, -100)
+            loss = caption_loss(logits, labels, self._label_smoothing)
+        return MmzooCaptionOutput(loss=loss, logits=logits, image_hidden_states=image_hidden_states)
+
+    # -- generation hooks (transformers GenerationMixin) -----------------------------------------------------
+    def prepare_inputs_for_generation(self, input_ids: Tensor, pixel_values: Tensor | None = None,
+                                      attention_mask: Tensor | None = None,
+                                      image_hidden_states: Tensor | None = None, **kwargs: Any) -> dict[str, Any]:
+        """No cache: every step sees the whole prefix, and the image (pixels once, then its encoded tokens)."""
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "pixel_values": pixel_values if image_hidden_states is None else None,
+            "image_hidden_states": image_hidden_states,
+        }
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False,
+                                            num_new_tokens=1):
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        model_kwargs["image_hidden_states"] = outputs.image_hidden_states  # encode the image once per generate()
+        return model_kwargs
+
+
+def caption_generation_config(config: MmzooConfig) -> GenerationConfig:
+    """Greedy decoding from CLS/BOS to SEP/EOS without KV cache (prompt + new tokens <= ``captioning.max_length``)."""
+    tokens = config.tokens or {}
+    start, end = tokens.get("cls_token_id"), tokens.get("sep_token_id")
+    if start is None or end is None:
+        raise SpecError(
+            f"config.tokens: captioning needs start and end ids (cls/bos {start}, sep/eos {end}); build the model with "
+            "a tokenizer that has CLS/SEP or BOS/EOS tokens"
+        )
+    return GenerationConfig(
+        bos_token_id=start, decoder_start_token_id=start, eos_token_id=end,
+        pad_token_id=tokens.get("pad_token_id", 0), use_cache=False,
+    )
+
+
+class MmzooForVisualQuestionAnswering(MmzooModel):
+    """Answer classification over ``config.answer_vocab`` from the fusion's pair embedding (ViLT/VisualBERT style).
+
+    Head: Linear(pair_dim, 2 pair_dim) -> GELU -> LayerNorm -> Linear(num_answers). ``labels`` are soft VQA scores
+    (batch, num_answers) in [0, 1] (or answer indices (batch,)); loss = BCE-with-logits averaged over entries and
+    multiplied by num_answers, as ViLT does. ``config.id2label`` is set from the answer vocabulary.
+    """
+
+    def __init__(self, config: MmzooConfig) -> None:
+        spec = config.model_spec()
+        if "pair_embedding" not in spec.fusion.provides:
+            raise SpecError(
+                f"fusion.type: MmzooForVisualQuestionAnswering reads the fused pair embedding, which fusion "
+                f"{spec.fusion.type!r} does not provide; use a fusion that provides pair_embedding "
+                "(single_stream, co_attention, cross_attention, gated)"
+            )
+        if not config.answer_vocab:
+            raise SpecError(
+                "config.answer_vocab: MmzooForVisualQuestionAnswering needs the list of answers to classify over; "
+                "set config.answer_vocab (e.g. the most frequent answers of the training data) before building"
+            )
+        config.id2label = dict(enumerate(config.answer_vocab))
+        config.label2id = {answer: i for i, answer in enumerate(config.answer_vocab)}
+        super().__init__(config)
+        width, answers = self.fusion.pair_dim, len(config.answer_vocab)
+        self.vqa_head = nn.Sequential(
+            nn.Linear(width, 2 * width), nn.GELU(), nn.LayerNorm(2 * width), nn.Linear(2 * width, answers)
+        )
+        self.post_init()  # initialises the new head only: modules initialised above are skipped
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> MmzooVqaOutput:
+        r"""
+        input_ids / attention_mask / token_type_ids (`(batch, seq_len)`): tokenized questions.
+        pixel_values (`(batch, 3, H, W)`): images, image i with question i.
+        labels (`(batch, num_answers)` float scores, or `(batch,)` answer indices): targets.
+        """
+        if input_ids is None or pixel_values is None:
+            raise ValueError("MmzooForVisualQuestionAnswering.forward needs input_ids and pixel_values")
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        image = self.encode_image(pixel_values)
+        inputs = {"input_ids": input_ids, "attention_mask": text.mask, "pixel_values": pixel_values,
+                  "token_type_ids": token_type_ids, **kwargs}
+        pair = self.fusion(text, image, inputs).pair_embeds
+        logits = self.vqa_head(pair)
+        loss = None
+        if labels is not None:
+            if labels.ndim == 1:
+                labels = F.one_hot(labels.long(), logits.shape[-1])
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"VQA labels {tuple(labels.shape)} do not match logits {tuple(logits.shape)}: give soft scores "
+                    f"(batch, {logits.shape[-1]}) over config.answer_vocab or answer indices (batch,)"
+                )
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float()) * labels.shape[1]
+        return MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair)
+
+    def decode_answers(self, logits: Tensor) -> list[str]:
+        """The best answer string per row of ``logits``."""
+        return [self.config.answer_vocab[i] for i in logits.argmax(-1).tolist()]
+
+
+# picked up by register_auto_classes() on `import mmzoo` (this module is imported by mmzoo.modeling first)
+for _pair in ((AutoModelForImageTextToText, MmzooForConditionalGeneration),
+              (AutoModelForVisualQuestionAnswering, MmzooForVisualQuestionAnswering)):
+    if _pair not in EXTRA_MODEL_CLASSES:
+        EXTRA_MODEL_CLASSES.append(_pair)

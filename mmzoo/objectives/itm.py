@@ -1,0 +1,72 @@
+"""Image-text matching with in-batch hard negatives (ALBEF, Li et al. 2021, Sec. 3.2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import SpecError
+from ..losses.functional import itm_loss, sample_hard_negatives
+from ._utils import generator_from_global_rng, select_inputs, select_rows
+from .base import OBJECTIVES, Objective, ObjectiveContext, ObjectiveOutput
+
+
+def duplicate_text_mask(input_ids: Tensor, attention_mask: Tensor | None) -> Tensor | None:
+    """(B, B) bool, True where two *different* rows hold the same text: such a "negative" would be a positive.
+    None when excluding them would leave some row without any negative (e.g. a batch of one caption)."""
+    ids = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, -1)
+    same = (ids[:, None, :] == ids[None, :, :]).all(dim=-1)
+    same.fill_diagonal_(False)
+    if not same.any() or (same.sum(dim=1) >= same.shape[0] - 1).any():
+        return None
+    return same
+
+
+@OBJECTIVES.register("itm")
+class ItmObjective(Objective):
+    """Binary matched/not-matched classification of fused (image, text) pairs.
+
+    Every batch gives B positives (the pairs i<->i) and 2B negatives: for each image one text, and for each
+    text one image, drawn from ``softmax`` of the model's detached pair logits with the positive excluded
+    (``hard_negatives: false`` draws uniformly). Rows holding the same text are never drawn as each other's
+    negatives. Negatives are fused by the model's fusion; loss = cross-entropy over all 3B pairs.
+    """
+
+    def __init__(self, spec, dims, fusion) -> None:
+        super().__init__(spec, dims, fusion)
+        if not getattr(fusion, "pair_dim", None):
+            raise SpecError(
+                f"objectives(itm): fusion {type(fusion).__name__} sets no pair_dim, so there is no pair embedding to "
+                "classify; use a fusion that provides pair_embedding "
+                "(single_stream, co_attention, cross_attention, gated)"
+            )
+        self.head = nn.Linear(fusion.pair_dim, 2)
+
+    def sample_negatives(self, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
+        """(text index per image, image index per text), each (B,), never the positive."""
+        with torch.no_grad():
+            scores = ctx.model.pair_logits(ctx.image.normalized, ctx.text.normalized).detach()
+            if not self.spec.hard_negatives:
+                scores = torch.zeros_like(scores)
+            exclude = duplicate_text_mask(ctx.inputs["input_ids"], ctx.text.mask)
+            generator = generator_from_global_rng(scores.device)
+            text_for_image = sample_hard_negatives(scores, generator, exclude)
+            image_for_text = sample_hard_negatives(scores.t(), generator, exclude)
+        return text_for_image, image_for_text
+
+    def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:
+        positives = ctx.fused.pair_embeds
+        batch = positives.shape[0]
+        text_for_image, image_for_text = self.sample_negatives(ctx)
+        rows = torch.arange(batch, device=positives.device)
+        text_index = torch.cat([text_for_image, rows])
+        image_index = torch.cat([rows, image_for_text])
+        negatives = ctx.model.fusion(
+            select_rows(ctx.text, text_index), select_rows(ctx.image, image_index),
+            select_inputs(ctx.inputs, text_index, image_index, batch),
+        ).pair_embeds
+        logits = self.head(torch.cat([positives, negatives]))
+        labels = torch.cat([torch.ones(batch, dtype=torch.long), torch.zeros(2 * batch, dtype=torch.long)])
+        labels = labels.to(logits.device)
+        accuracy = (logits.detach().argmax(-1) == labels).float().mean()
+        return ObjectiveOutput(itm_loss(logits, labels), extras={"itm_accuracy": accuracy})

@@ -1,0 +1,151 @@
+"""ITM: negatives are never the positive, follow the similarity, skip duplicate texts, and are fused re-indexed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mmzoo.objectives.itm as itm_module
+from mmzoo.errors import SpecError
+from mmzoo.losses.functional import sample_hard_negatives
+from mmzoo.objectives.itm import ItmObjective, duplicate_text_mask
+from tests.common import images
+from tests.objectives.helpers import tiny_batch, tiny_model
+
+
+@pytest.fixture(scope="module")
+def albef():
+    torch.manual_seed(0)
+    model, processor = tiny_model("cross_attention", ["contrastive", "itm"])
+    return model.eval(), processor
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every index vector sample_hard_negatives returns inside the ITM objective."""
+    seen = []
+
+    def spy(similarity, generator=None, exclude_mask=None):
+        out = sample_hard_negatives(similarity, generator, exclude_mask)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(itm_module, "sample_hard_negatives", spy)
+    return seen
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_negatives_are_never_the_positive(albef, drawn, hard, monkeypatch):
+    model, processor = albef
+    objective = model.objectives["itm"]
+    monkeypatch.setattr(objective, "spec", objective.spec.model_copy(update={"hard_negatives": hard}))
+    batch = tiny_batch(processor)
+    for seed in range(15):
+        torch.manual_seed(seed)
+        model(**batch, return_loss=True)
+    assert len(drawn) == 30  # one text per image and one image per text, per step
+    rows = torch.arange(4)
+    for index in drawn:
+        assert (index != rows).all()
+    assert len({tuple(i.tolist()) for i in drawn}) > 1  # the draws vary with the seed
+
+
+def test_negative_pairs_are_fused_from_reindexed_rows(albef, drawn, monkeypatch):
+    model, processor = albef
+    calls = []
+    forward = model.fusion.forward
+
+    def record(text, image, inputs=None):
+        calls.append((text, image, inputs))
+        return forward(text, image, inputs)
+
+    monkeypatch.setattr(model.fusion, "forward", record)
+    losses = []
+    monkeypatch.setattr(itm_module, "itm_loss", lambda logits, labels: losses.append((logits, labels)) or
+                        torch.nn.functional.cross_entropy(logits, labels))
+    torch.manual_seed(0)
+    model(**tiny_batch(processor), return_loss=True)
+    (pos_text, pos_image, pos_inputs), (neg_text, neg_image, neg_inputs) = calls
+    text_for_image, image_for_text = drawn
+    rows = torch.arange(4)
+    text_index, image_index = torch.cat([text_for_image, rows]), torch.cat([rows, image_for_text])
+    assert torch.equal(neg_text.tokens, pos_text.tokens[text_index])
+    assert torch.equal(neg_text.mask, pos_text.mask[text_index])
+    assert torch.equal(neg_image.tokens, pos_image.tokens[image_index])
+    assert torch.equal(neg_inputs["input_ids"], pos_inputs["input_ids"][text_index])
+    assert torch.equal(neg_inputs["pixel_values"], pos_inputs["pixel_values"][image_index])
+    assert (text_index != image_index).all()  # every fused negative pairs a text with another image
+    logits, labels = losses[0]
+    assert logits.shape == (12, 2) and labels.tolist() == [1] * 4 + [0] * 8
+
+
+def test_hard_negatives_follow_the_similarity(albef, drawn, monkeypatch):
+    model, processor = albef
+    size = 4
+    peaked = torch.full((size, size), -50.0)
+    peaked[torch.arange(size), (torch.arange(size) + 1) % size] = 50.0  # image i looks most like text i+1
+    monkeypatch.setattr(model, "pair_logits", lambda image_embeds, text_embeds: peaked)
+    batch = tiny_batch(processor)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        model(**batch, return_loss=True)
+    rows = torch.arange(size)
+    for text_for_image, image_for_text in zip(drawn[::2], drawn[1::2]):
+        assert torch.equal(text_for_image, (rows + 1) % size)
+        assert torch.equal(image_for_text, (rows - 1) % size)
+    # uniform sampling ignores the similarity
+    objective = model.objectives["itm"]
+    monkeypatch.setattr(objective, "spec", objective.spec.model_copy(update={"hard_negatives": False}))
+    drawn.clear()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        model(**batch, return_loss=True)
+    assert any(not torch.equal(t, (rows + 1) % size) for t in drawn[::2])
+
+
+def test_duplicate_texts_are_not_negatives(albef, drawn):
+    model, processor = albef
+    texts = ["a red circle", "a red circle", "a blue square", "two dogs"]
+    batch = dict(processor(text=texts, images=images(4)))
+    for seed in range(15):
+        torch.manual_seed(seed)
+        model(**batch, return_loss=True)
+    for index in drawn:
+        assert index[0] != 1 and index[1] != 0
+
+
+def test_duplicate_text_mask():
+    ids = torch.tensor([[2, 5, 3, 0], [2, 5, 3, 0], [2, 6, 7, 3]])
+    mask = (ids != 0).long()
+    same = duplicate_text_mask(ids, mask)
+    assert same.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    # every text identical: excluding would leave no negative, so nothing is excluded
+    assert duplicate_text_mask(ids[:2], mask[:2]) is None
+    assert duplicate_text_mask(ids[1:], mask[1:]) is None  # no duplicates at all
+
+
+def test_itm_reports_accuracy(albef, monkeypatch):
+    from mmzoo.objectives import ObjectiveContext
+
+    model, processor = albef
+    batch = tiny_batch(processor)
+    seen = []
+    monkeypatch.setattr(itm_module, "itm_loss", lambda logits, labels: seen.append((logits, labels)) or
+                        torch.nn.functional.cross_entropy(logits, labels))
+    text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    image = model.encode_image(batch["pixel_values"])
+    torch.manual_seed(0)
+    out = model.objectives["itm"](ObjectiveContext(model, text, image, batch))
+    logits, labels = seen[0]
+    assert out.loss == torch.nn.functional.cross_entropy(logits, labels)
+    assert out.extras["itm_accuracy"] == (logits.argmax(-1) == labels).float().mean()
+    assert out.logits_per_image is None  # ITM does not score retrieval
+
+
+def test_itm_needs_a_pair_embedding():
+    from types import SimpleNamespace
+
+    from mmzoo.specs.objectives import ItmSpec
+
+    with pytest.raises(SpecError, match="pair_embedding"):
+        ItmObjective(ItmSpec(), None, SimpleNamespace(pair_dim=None))
