@@ -61,8 +61,11 @@ def _token_info(tokenizer, text_config, spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def build_config(spec: ModelSpec | dict | str | Path, tokenizer=None):
-    """An MmzooConfig holding the full spec and the towers' (and teachers') HF configs."""
+def build_config(spec: ModelSpec | dict | str | Path, tokenizer=None, answer_vocab: list[str] | None = None):
+    """An MmzooConfig holding the full spec and the towers' (and teachers') HF configs.
+
+    ``answer_vocab``: answers of a VQA classification head (collected from the training data).
+    """
     from .modeling import config_class_for
 
     spec = load_spec(spec)
@@ -78,6 +81,7 @@ def build_config(spec: ModelSpec | dict | str | Path, tokenizer=None):
         vision_config=vision_config.to_dict(),
         teacher_configs=teacher_configs or None,
         tokens=_token_info(tokenizer, text_config, spec),
+        answer_vocab=list(answer_vocab) if answer_vocab else None,
     )
 
 
@@ -96,12 +100,13 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
         )
 
 
-def build_model(spec: ModelSpec | dict | str | Path, model_class=None):
+def build_model(spec: ModelSpec | dict | str | Path, model_class=None, answer_vocab: list[str] | None = None):
     """Build a model from a spec, a spec file or a preset name, loading pretrained tower weights where asked.
 
     Args:
         spec: `ModelSpec`, dict, path of a YAML/JSON spec, or a preset name (`mmzoo zoo list`).
-        model_class: a class from `mmzoo.modeling` (default `MmzooModel`).
+        model_class: a class from `mmzoo.modeling` (default `MmzooModel`; e.g. `MmzooForVisualQuestionAnswering`).
+        answer_vocab: the answers of a VQA classification head.
 
     Example:
     ```python
@@ -115,7 +120,7 @@ def build_model(spec: ModelSpec | dict | str | Path, model_class=None):
     from .modeling.auto import model_class_for
 
     spec = load_spec(spec)
-    config = build_config(spec)
+    config = build_config(spec, answer_vocab=answer_vocab)
     model = model_class_for(model_class or MmzooModel, type(config))(config)
     towers = {"text": model.text_tower.model, "image": model.vision_tower.model}
     for i, enc in enumerate(spec.encoders):

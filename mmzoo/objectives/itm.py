@@ -40,7 +40,9 @@ class ItmObjective(Objective):
                 "classify; use a fusion that provides pair_embedding "
                 "(single_stream, co_attention, cross_attention, gated)"
             )
-        self.head = nn.Linear(fusion.pair_dim, 2)
+        # an MLP, not ALBEF's single Linear: a gated fusion's pair embedding is a convex mix of the two
+        # embeddings, and telling matched from unmatched mixes needs a non-linearity (e.g. its norm)
+        self.head = nn.Sequential(nn.Linear(fusion.pair_dim, fusion.pair_dim), nn.GELU(), nn.Linear(fusion.pair_dim, 2))
 
     def sample_negatives(self, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
         """(text index per image, image index per text), each (B,), never the positive."""

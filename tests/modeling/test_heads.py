@@ -180,3 +180,12 @@ def test_base_checkpoint_loads_into_the_vqa_head(tmp_path):
     for name, tensor in base.state_dict().items():
         assert torch.equal(head.state_dict()[name], tensor), name
     assert head.vqa_head[0].weight.std() > 0  # the new head is initialised, not left empty
+
+
+def test_build_model_with_answer_vocab():
+    import mmzoo
+    from mmzoo.modeling import MmzooForVisualQuestionAnswering
+
+    model = mmzoo.build_model("mm-albef-tiny", model_class=MmzooForVisualQuestionAnswering, answer_vocab=["red", "two"])
+    assert model.config.answer_vocab == ["red", "two"]
+    assert isinstance(model, MmzooForVisualQuestionAnswering)
