@@ -14,6 +14,25 @@ from .version import __version__
 
 register_auto_classes()
 
+
+def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]:
+    """Registered tags by kind: fusion, objective, pooling, preset (all kinds when ``kind`` is None)."""
+    from .encoders.pooling import POOLERS
+    from .presets import PRESETS
+    from .specs import FUSION_SPECS, OBJECTIVE_SPECS
+
+    kinds = {
+        "fusion": FUSION_SPECS.list(),
+        "objective": OBJECTIVE_SPECS.list(),
+        "pooling": sorted([*POOLERS.list(), "attention"]),
+        "preset": PRESETS.list(),
+    }
+    if kind is None:
+        return kinds
+    if kind not in kinds:
+        raise ValueError(f"unknown component kind {kind!r}; use one of {sorted(kinds)}")
+    return kinds[kind]
+
 __all__ = [
     "MmzooConfig",
     "MmzooModel",
@@ -23,6 +42,7 @@ __all__ = [
     "build_config",
     "build_model",
     "build_processor",
+    "list_components",
     "list_presets",
     "load_spec",
 ]
