@@ -40,7 +40,7 @@ yellow purple orange pink brown black white gray grey cyan magenta circle circle
 triangles rectangle star top bottom left right center centre middle corner upper lower above below next beside
 near far how many what which where color colour kind size position count there ? . , dog cat man woman person
 people car tree house sky water street room table bird horse boat train plane bus sitting standing holding
-playing riding walking looking white background plain on""".split()
+playing riding walking looking white background plain on yes no""".split()
 
 
 def builtin_vocab() -> dict[str, int]:

@@ -57,7 +57,7 @@ def dotted(loc: tuple[Any, ...], data: Any = None) -> str:
     """('encoders', 0, 'pooling') -> 'encoders.0.pooling' (tagged-union hops are dropped)."""
     parts = []
     for item in loc:
-        is_tag_hop = isinstance(data, dict) and item not in data and data.get("type") == item
+        is_tag_hop = isinstance(data, dict) and item not in data and item in (data.get("type"), data.get("source"))
         if is_tag_hop or (isinstance(item, str) and ("[" in item or "function-" in item)):
             continue
         parts.append(str(item))
@@ -73,7 +73,7 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
         try:
             data = data[item]
         except (KeyError, IndexError, TypeError):
-            if not (isinstance(data, dict) and data.get("type") == item):
+            if not (isinstance(data, dict) and item in (data.get("type"), data.get("source"))):
                 return None
     return data
 

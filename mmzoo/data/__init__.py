@@ -1,0 +1,49 @@
+"""Data layer: built-in offline datasets, data-source specs and loaders, and the image-text collator.
+
+``datasets`` (extra ``mmzoo[train]``) is imported only when data is loaded.
+"""
+
+from __future__ import annotations
+
+from .builtin import BUILTIN_DATASETS, BuiltinDataset, list_builtin, load_builtin
+from .collator import ImageTextCollator
+from .errors import DataError
+from .sources import DEFAULT_COLUMNS, SOURCE_LOADERS, BadSampleReport, bad_sample_report, load_source
+from .specs import (
+    BuiltinSourceSpec,
+    ColumnsSpec,
+    CsvSourceSpec,
+    DataSpec,
+    HFSourceSpec,
+    ImageFolderSourceSpec,
+    JsonSourceSpec,
+    ParquetSourceSpec,
+    SourceSpec,
+    SourceSpecBase,
+    WebDatasetSourceSpec,
+)
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "BadSampleReport",
+    "BuiltinDataset",
+    "BuiltinSourceSpec",
+    "ColumnsSpec",
+    "CsvSourceSpec",
+    "DEFAULT_COLUMNS",
+    "DataError",
+    "DataSpec",
+    "HFSourceSpec",
+    "ImageFolderSourceSpec",
+    "ImageTextCollator",
+    "JsonSourceSpec",
+    "ParquetSourceSpec",
+    "SOURCE_LOADERS",
+    "SourceSpec",
+    "SourceSpecBase",
+    "WebDatasetSourceSpec",
+    "bad_sample_report",
+    "list_builtin",
+    "load_builtin",
+    "load_source",
+]
