@@ -1,0 +1,96 @@
+"""Batched embeddings for evaluation: images and texts through ``get_image_features`` / ``get_text_features``.
+
+Works with any model exposing those two methods (CLIP's meaning: projected, unnormalised embeddings) and a
+processor taking ``text=`` / ``images=`` (``MmzooProcessor``, ``CLIPProcessor``...). Everything runs under
+``torch.inference_mode``; inputs go to the model's device and floating-point inputs to its dtype.
+
+>>> image_embeds = embed_images(model, processor, images, batch_size=64)  # doctest: +SKIP
+>>> text_embeds = embed_texts(model, processor, ["a red circle"], batch_size=256)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's first parameter (CPU / float32 for a parameterless module)."""
+    for param in model.parameters():
+        return param.device, (param.dtype if param.is_floating_point() else torch.float32)
+    return torch.device("cpu"), torch.float32
+
+
+def to_model(inputs: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """Tensors of ``inputs`` moved to the model's device; floating ones cast to its dtype."""
+    device, dtype = model_device_dtype(model)
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+        out[key] = value
+    return out
+
+
+def _batches(items: Sequence[Any], batch_size: int):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    for start in range(0, len(items), batch_size):
+        yield items[start : start + batch_size]
+
+
+def _concat(chunks: list[torch.Tensor], what: str) -> torch.Tensor:
+    if not chunks:
+        raise ValueError(f"no {what} to embed: the input is empty.")
+    return torch.cat(chunks)
+
+
+@torch.inference_mode()
+def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, *,
+                 normalize: bool = False) -> torch.Tensor:
+    """``(len(images), dim)`` embeddings from ``model.get_image_features(pixel_values=...)``, batch by batch.
+
+    Args:
+        model: exposes ``get_image_features(pixel_values=...)``.
+        processor: ``processor(images=[...], return_tensors="pt")`` gives ``pixel_values``.
+        images: PIL images (anything the processor accepts).
+        batch_size: images per forward pass.
+        normalize: L2-normalise the rows.
+
+    Returns:
+        A float tensor on the model's device.
+    """
+    chunks = []
+    for batch in _batches(images, batch_size):
+        inputs = to_model(processor(images=list(batch), return_tensors="pt"), model)
+        chunks.append(model.get_image_features(pixel_values=inputs["pixel_values"]))
+    embeds = _concat(chunks, "images")
+    return F.normalize(embeds, dim=-1) if normalize else embeds
+
+
+@torch.inference_mode()
+def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256, *,
+                normalize: bool = False) -> torch.Tensor:
+    """``(len(texts), dim)`` embeddings from ``model.get_text_features(**tokenized)``, batch by batch.
+
+    Texts are padded per batch and truncated to the processor's ``max_length``.
+
+    Args:
+        model: exposes ``get_text_features(input_ids=..., attention_mask=..., ...)``.
+        processor: ``processor(text=[...], return_tensors="pt")`` gives ``input_ids`` (and ``attention_mask``).
+        texts: the strings.
+        batch_size: texts per forward pass.
+        normalize: L2-normalise the rows.
+
+    Returns:
+        A float tensor on the model's device.
+    """
+    chunks = []
+    for batch in _batches(texts, batch_size):
+        inputs = to_model(processor(text=list(batch), return_tensors="pt"), model)
+        chunks.append(model.get_text_features(**inputs))
+    embeds = _concat(chunks, "texts")
+    return F.normalize(embeds, dim=-1) if normalize else embeds
