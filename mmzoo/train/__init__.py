@@ -1,0 +1,6 @@
+"""Training: recipes run on ``transformers.Trainer`` (DDP / FSDP / DeepSpeed via torchrun or accelerate)."""
+
+from .dry_run import DryRunReport, dry_run
+from .run import TrainResult, train
+
+__all__ = ["DryRunReport", "TrainResult", "dry_run", "train"]

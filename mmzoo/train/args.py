@@ -1,0 +1,73 @@
+"""Map a recipe's ``training:`` section onto ``transformers.TrainingArguments``."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import RecipeError
+
+
+def run_dir(recipe) -> Path:
+    """The run folder: ``training.output_dir`` or ``runs/<recipe name>`` (relative to the working directory)."""
+    return Path(recipe.training.output_dir or Path("runs") / (recipe.name or "run"))
+
+
+def training_arguments(recipe, output_dir: str | Path | None = None, **extra: Any):
+    """``TrainingArguments`` for ``recipe`` (``extra`` overrides individual fields, e.g. in tests)."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = recipe.training
+    if t.precision == "fp16" and not torch.cuda.is_available():
+        raise RecipeError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for key in t.trainer_args:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(
+                f"training.trainer_args.{key}: not a transformers.TrainingArguments field{hint}"
+            )
+    cpu = not torch.cuda.is_available()
+    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun / accelerate launch
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir or run_dir(recipe)),
+        "max_steps": t.max_steps if t.max_steps is not None else -1,
+        "num_train_epochs": t.epochs if t.epochs is not None else 1.0,
+        "per_device_train_batch_size": t.per_device_train_batch_size,
+        "per_device_eval_batch_size": t.per_device_eval_batch_size or t.per_device_train_batch_size,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "lr_scheduler_kwargs": dict(t.lr_scheduler_kwargs),
+        "warmup_steps": t.warmup_steps if t.warmup_steps < 1 else int(t.warmup_steps),
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "bf16": t.precision == "bf16",
+        "fp16": t.precision == "fp16",
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "activation_checkpointing": t.gradient_checkpointing,
+        "seed": t.seed,
+        "logging_steps": t.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if t.eval_steps and recipe.data.eval is not None else "no",
+        "eval_steps": t.eval_steps,
+        "save_strategy": "steps" if t.save_steps else "no",
+        "save_steps": t.save_steps or 500,
+        "save_total_limit": t.save_total_limit,
+        "report_to": list(t.report_to),
+        "dataloader_num_workers": t.dataloader_num_workers,
+        "remove_unused_columns": False,
+        "prediction_loss_only": True,
+        "ddp_backend": "gloo" if cpu and multi_process else None,
+        "use_cpu": cpu,
+        **t.trainer_args,
+        **extra,
+    }
+    try:
+        return TrainingArguments(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"training: transformers.TrainingArguments rejected the settings: {err}") from None

@@ -1,0 +1,93 @@
+"""``mmzoo train --dry-run``: the resolved recipe, parameter counts and a FLOPs estimate, without training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_CAPTION = "a large red circle at the top left and a small blue square in the center"
+
+
+@dataclass
+class DryRunReport:
+    """Args:
+        recipe_yaml: the resolved recipe (full model spec).
+        trainable / frozen: parameter counts.
+        forward_flops: FLOPs of one training forward (objectives included) per sample, measured with
+            ``torch.utils.flop_counter.FlopCounterMode`` on a batch of two synthetic samples.
+        image_size / seq_len: the synthetic sample's size (text padded to the maximum length: a worst case).
+        global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``).
+    """
+
+    recipe_yaml: str
+    trainable: int
+    frozen: int
+    forward_flops: float
+    image_size: int
+    seq_len: int
+    global_batch: int
+    max_steps: int | None
+
+    @property
+    def train_flops_per_sample(self) -> float:
+        """Forward x 3: the usual estimate of forward + backward (the backward costs about twice the forward)."""
+        return 3 * self.forward_flops
+
+    def render(self) -> str:
+        total = self.trainable + self.frozen
+        lines = [
+            self.recipe_yaml.rstrip(),
+            "---",
+            f"parameters: {total:,} total, {self.trainable:,} trainable, {self.frozen:,} frozen",
+            f"FLOPs per training sample: {_si(self.train_flops_per_sample)} (forward {_si(self.forward_flops)} "
+            f"measured with torch FlopCounterMode on a {self.image_size}px image and a {self.seq_len}-token text, "
+            "x3 for forward + backward)",
+        ]
+        if self.max_steps:
+            run = self.train_flops_per_sample * self.global_batch * self.max_steps
+            lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x {self.global_batch} samples per "
+                         "device and step)")
+        return "\n".join(lines)
+
+
+def dry_run(recipe) -> DryRunReport:
+    """Build the recipe's model (no data, no training) and measure it."""
+    import torch
+    from PIL import Image
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..builder import build_processor, tower_config
+    from ..recipe import resolve_model_spec
+    from .model import build_run_model
+    from .run import check_image_size, resolved_recipe_yaml
+
+    spec = resolve_model_spec(recipe)
+    check_image_size(recipe, spec)
+    vqa = recipe.model.head == "vqa"
+    vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
+    model = build_run_model(recipe, spec, vocab)
+    processor = build_processor(spec, max_length=recipe.data.train.max_length)
+    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", 224)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    seq_len = processor.max_length
+    text = " ".join([_CAPTION] * (seq_len // 8 + 1))
+    batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",
+                      truncation=True, max_length=seq_len)
+    inputs = {**batch, "labels": torch.zeros(2, len(vocab))} if vqa else {**batch, "return_loss": True}
+    model.train()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(**inputs)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    t = recipe.training
+    return DryRunReport(
+        recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
+        forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
+        global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps, max_steps=t.max_steps,
+    )
+
+
+def _si(flops: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.3g} FLOP"

@@ -1,0 +1,50 @@
+"""`torchrun --nproc_per_node 2` (gloo, CPU) on a tiny recipe: the contrastive loss gathers negatives across
+ranks, so the first step's loss and gradient norm equal a single-process run on the same global batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmzoo.train import train
+
+from .conftest import TINY, read_log
+
+NO_DROPOUT = [  # dropout masks would differ between one batch of 8 and two batches of 4
+    "model.overrides.encoders.text.config.hidden_dropout_prob=0.0",
+    "model.overrides.encoders.text.config.attention_probs_dropout_prob=0.0",
+    "data.eval=null", "evaluation=[]", "training.max_steps=2", "training.save_steps=null",
+]
+
+
+@pytest.mark.parametrize("grad_cache", [None, 2], ids=["plain", "grad_cache"])
+def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, tiny_recipe, grad_cache):
+    """With grad_cache, each rank also embeds its 4 pairs in chunks of 2 and averages gradients by hand."""
+    ddp_dir = tmp_path / "ddp"
+    sets = [f"--set={s}" for s in [*NO_DROPOUT, f"training.output_dir={ddp_dir}",
+                                   "training.per_device_train_batch_size=4",
+                                   f"training.grad_cache_chunk_size={grad_cache or 'null'}"]]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "mmzoo.cli", "train", str(TINY / "clip-coco.yaml"), *sets],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1  # the summary is printed by rank 0 only
+    ddp = [e for e in read_log(ddp_dir) if "loss" in e]
+
+    single = train(tiny_recipe(*NO_DROPOUT, "training.per_device_train_batch_size=8"), progress=False,
+                   output_dir=tmp_path / "single")
+    one = [e for e in read_log(single.run_dir) if "loss" in e]
+
+    assert ddp[0]["step"] == one[0]["step"] == 1
+    assert ddp[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-5)
+    assert ddp[0]["loss/contrastive"] == pytest.approx(one[0]["loss/contrastive"], rel=1e-5)
+    assert ddp[0]["grad_norm"] == pytest.approx(one[0]["grad_norm"], rel=1e-4)  # DDP averaging matches
+    assert ddp[0]["epoch"] == one[0]["epoch"]  # same global batch, same number of steps per epoch
+    assert ddp[1]["loss"] == pytest.approx(one[1]["loss"], rel=1e-4)
