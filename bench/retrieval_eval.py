@@ -8,7 +8,7 @@ Command (from the repository root):
 For N pairs (N images, N captions, one caption per image), each case (size, method) runs in a fresh subprocess:
 it builds the embeddings, runs a tiny warm-up, reads its RSS, times one call (wall and CPU seconds) of
 ``retrieval_ranks`` (chunked) or ``retrieval_ranks_full`` (full matrix), and reports the peak RSS growth =
-``ru_maxrss`` after the call - RSS before it (this sees torch's native allocations, which tracemalloc does not).
+peak RSS (``VmHWM``) after the call - RSS before it (this sees torch's native allocations, which tracemalloc does not).
 The machine may be shared: CPU seconds are steadier than wall seconds then. The full-matrix path is skipped when its
 estimated peak (``FULL_BYTES_PER_PAIR`` bytes per image-text pair) exceeds ``--full-mem-cap-gib``; the table says so.
 The "same ranks" column compares the ranks of both paths via a hash. Ratios are full / chunked, measured in one run.
@@ -38,6 +38,15 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _peak_rss_bytes() -> int:
+    """VmHWM: this process's own peak RSS (ru_maxrss survives exec and can report the parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -63,7 +72,7 @@ def run_case(size: int, method: str, dim: int, chunk_size: int, seed: int) -> di
     start = time.perf_counter()
     ranks = fn(images, texts, text_to_image)
     seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - cpu_before
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _peak_rss_bytes()
     digest = hashlib.sha256(ranks.image_to_text.numpy().tobytes() + ranks.text_to_image.numpy().tobytes())
     return {
         "seconds": seconds,
