@@ -9,6 +9,7 @@ from .builder import build_config, build_model, build_processor
 from .modeling import MmzooConfig, MmzooModel, MmzooProcessor
 from .modeling.auto import register_auto_classes
 from .presets import list_presets
+from .recipe import load_recipe
 from .specs import ModelSpec
 from .version import __version__
 
@@ -44,5 +45,6 @@ __all__ = [
     "build_processor",
     "list_components",
     "list_presets",
+    "load_recipe",
     "load_spec",
 ]

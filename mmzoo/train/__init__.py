@@ -2,5 +2,6 @@
 
 from .dry_run import DryRunReport, dry_run
 from .run import TrainResult, train
+from .trainer import MmzooTrainer
 
-__all__ = ["DryRunReport", "TrainResult", "dry_run", "train"]
+__all__ = ["DryRunReport", "MmzooTrainer", "TrainResult", "dry_run", "train"]

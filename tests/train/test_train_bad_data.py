@@ -78,10 +78,13 @@ def test_image_paths_may_not_leave_the_root(json_data):
         train(recipe, progress=False)
 
 
-def test_data_without_captions_is_named(tmp_path):
-    digits = RECIPE.replace("source: json", "source: builtin\n    name: digits")
-    digits = digits.replace("    files: data/train.jsonl\n    root: data\n    columns: {image: file, caption: text}\n", "")
-    (tmp_path / "r.yaml").write_text(digits)
-    recipe = load_recipe(tmp_path / "r.yaml", [f"training.output_dir={tmp_path / 'run'}", "model.head=vqa"])
-    with pytest.raises(RecipeError, match=r"data.train: model.head vqa needs columns image, question"):
+def test_vqa_head_needs_question_columns(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "model: {preset: mm-visualbert-tiny, head: vqa}\n"
+        "data: {train: {source: builtin, name: digits, params: {num_samples: 8}}}\n"
+        "training: {max_steps: 1}\n"
+    )
+    recipe = load_recipe(tmp_path / "r.yaml", [f"training.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(RecipeError, match=r"data.train: model.head vqa needs columns image, question .* but the "
+                                          r"data has \['captions', 'image', 'label'\]"):
         train(recipe, progress=False)
