@@ -275,3 +275,21 @@ def versions() -> dict[str, str]:
 
 def arch_dict(arch: Arch) -> dict:
     return {**asdict(arch), "mlp": arch.mlp}
+
+
+def arch_from_args(args, default: Arch | None = None) -> Arch:
+    """The architecture a script runs: ``--arch-json`` (set by a parent process), else quick or default."""
+    if getattr(args, "arch_json", None):
+        import json
+
+        return Arch(**{k: v for k, v in json.loads(args.arch_json).items() if k != "mlp"})
+    return QUICK_ARCH if args.quick else (default or Arch())
+
+
+def write_json(path: Path | None, out: dict) -> None:
+    """Write a script's result as JSON when ``--json PATH`` was given."""
+    if path is not None:
+        import json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import QUICK_ARCH, Arch, arch_dict, build_mmzoo, make_optimizer, mmzoo_spec, versions  # noqa: E402
+from _common import QUICK_ARCH, Arch, arch_dict, write_json, build_mmzoo, make_optimizer, mmzoo_spec, versions  # noqa: E402
 
 WORDS = {"color": ["red", "green", "blue", "yellow", "purple", "orange"],
          "shape": ["circle", "square", "triangle", "ring"], "place": ["top left", "center", "bottom right", "edge"]}
@@ -204,9 +203,7 @@ def main(argv=None) -> dict:
     out = {"arch": arch_dict(arch), "image_px": args.image_px, "batch": args.batch, "stages": stages,
            "pipelines": pipelines, "step_samples_per_s": consume,
            "end_to_end": {str(w): r for w, r in e2e.items()}}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     return out
 
 

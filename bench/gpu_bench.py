@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    write_json,
     BUILDERS, MIB, QUICK_ARCH, Arch, arch_dict, make_batch, make_optimizer, system_inputs, versions,
 )
 
@@ -198,9 +198,7 @@ def main(argv=None) -> dict:
     print("\n".join(lines))
     out = {"device": name, "arch": arch_dict(arch), "batch": args.batch, "dtype": args.dtype, "flops_per_step": flops,
            "peak_tflops_spec": peak, "peak_tflops_measured": measured_peak, "results": results}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     return out
 
 

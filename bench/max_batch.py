@@ -33,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    MIB, QUICK_ARCH, Arch, arch_dict, build_mmzoo, make_batch, make_optimizer, peak_rss_bytes, reset_peak_rss,
+    arch_from_args, write_json,
+    MIB, Arch, arch_dict, build_mmzoo, make_batch, make_optimizer, peak_rss_bytes, reset_peak_rss,
     rss_bytes, versions,
 )
 
@@ -168,8 +169,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    arch = Arch(**{k: v for k, v in json.loads(args.arch_json).items() if k != "mlp"}) if args.arch_json else (
-        QUICK_ARCH if args.quick else Arch())
+    arch = arch_from_args(args)
     if args.trial:
         mode, batch_size = args.trial[0], int(args.trial[1])
         print(json.dumps(Probe(arch, args.chunk_size)(mode, batch_size)))
@@ -205,9 +205,7 @@ def main(argv=None) -> dict:
     out = {"arch": arch_dict(arch), "budget_mib": args.budget_mib, "chunk_size": args.chunk_size,
            "plain_max": plain_max, "grad_cache_max": cached_max, "capped": capped, "ratio": ratio,
            "gradient_check": check, "trials": trials}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     return out
 
 

@@ -31,7 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    BUILDERS, MIB, QUICK_ARCH, SYSTEMS, Arch, arch_dict, make_batch, make_optimizer, peak_rss_bytes, reset_peak_rss,
+    arch_from_args, write_json,
+    BUILDERS, MIB, SYSTEMS, Arch, arch_dict, make_batch, make_optimizer, peak_rss_bytes, reset_peak_rss,
     rss_bytes, summary, system_inputs, train_step, versions,
 )
 
@@ -215,8 +216,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    arch = Arch(**{k: v for k, v in json.loads(args.arch_json).items() if k != "mlp"}) if args.arch_json else (
-        QUICK_ARCH if args.quick else Arch())
+    arch = arch_from_args(args)
     if args.rss_child:
         print(json.dumps(measure_rss(args.rss_child, arch, args.batch_sizes[0])))
         return {}
@@ -238,9 +238,7 @@ def main(argv=None) -> dict:
     out = {"arch": arch_dict(arch), "threads": args.threads, "versions": versions(), "params": params,
            "skipped": skipped, "results": results, "ratios": {r["batch_size"]: ratios(r) for r in results},
            "rss": rss}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     return out
 
 
