@@ -55,6 +55,17 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
+def transformer_width(spec, dims: ModelDims) -> int:
+    """Width of a transformer fusion: ``spec.hidden_size``, else the text tower's; must divide into heads."""
+    width = spec.hidden_size or dims.text_width
+    if width % spec.num_heads:
+        raise ValueError(
+            f"fusion.hidden_size: the {spec.type} width {width} (the text tower's when unset) is not divisible "
+            f"by fusion.num_heads {spec.num_heads}; set fusion.hidden_size or fusion.num_heads"
+        )
+    return width
+
+
 @FUSIONS.register("dual_encoder")
 class DualEncoderFusion(Fusion):
     """Late fusion: no joint layers; the towers' embeddings are compared directly (CLIP)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import FUSIONS, Fusion, FusionOutput
+from .base import FUSIONS, Fusion, FusionOutput, transformer_width
 from .layers import TransformerLayer, project
 
 
@@ -19,12 +19,7 @@ class CrossAttentionFusion(Fusion):
 
     def __init__(self, spec, dims, config=None) -> None:
         super().__init__(spec, dims, config)
-        width = spec.hidden_size or dims.text_width
-        if width % spec.num_heads:
-            raise ValueError(
-                f"fusion.hidden_size: the cross_attention width {width} (the text tower's when unset) is not "
-                f"divisible by fusion.num_heads {spec.num_heads}; set fusion.hidden_size or fusion.num_heads"
-            )
+        width = transformer_width(spec, dims)
         self.text_in = project(dims.text_width, width)
         self.layers = nn.ModuleList(
             TransformerLayer(width, spec.num_heads, spec.intermediate_size, spec.dropout, cross_width=dims.image_width)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import FUSIONS, Fusion, FusionOutput
+from .base import FUSIONS, Fusion, FusionOutput, transformer_width
 from .layers import Pooler, TransformerLayer, project
 
 TEXT, IMAGE = 0, 1  # modality (token type) ids of the joint sequence
@@ -24,12 +24,7 @@ class SingleStreamFusion(Fusion):
 
     def __init__(self, spec, dims, config=None) -> None:
         super().__init__(spec, dims, config)
-        width = spec.hidden_size or dims.text_width
-        if width % spec.num_heads:
-            raise ValueError(
-                f"fusion.hidden_size: the single_stream width {width} (the text tower's when unset) is not divisible "
-                f"by fusion.num_heads {spec.num_heads}; set fusion.hidden_size or fusion.num_heads"
-            )
+        width = transformer_width(spec, dims)
         self.text_in = project(dims.text_width, width)
         self.image_in = project(dims.image_width, width)
         self.type_embeddings = nn.Embedding(2, width)
