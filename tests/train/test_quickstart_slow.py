@@ -1,5 +1,5 @@
-"""The headline check, opt-in (`pytest -m slow`): `mmzoo train recipes/quickstart.yaml` finishes within
-3 minutes and its model reaches text->image recall@1 >= 0.8 and recall@5 >= 0.95 on 1,000 held-out pairs."""
+"""The headline check, opt-in (`pytest -m slow`): `mmzoo train recipes/quickstart.yaml` trains a model that reaches text->image recall@1 >= 0.8 and recall@5 >= 0.95 on 1,000 held-out pairs.
+Its wall time (target: under 3 minutes on 2 cores) is printed, not asserted: tests never assert timings."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from .conftest import REPO
 
 
 @pytest.mark.slow
-def test_quickstart_quality_and_time(request, tmp_path):
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("opt-in: run with -m slow (about 2-3 minutes on 2 CPU cores)")
+def test_quickstart_quality(tmp_path):
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "mmzoo.cli", "train", str(REPO / "recipes" / "quickstart.yaml"),
                            f"--set=training.output_dir={tmp_path / 'run'}"], capture_output=True, text=True,
@@ -27,4 +25,4 @@ def test_quickstart_quality_and_time(request, tmp_path):
     metrics = next(r["metrics"] for r in results["results"] if r["task"] == "retrieval")
     assert metrics["text_to_image_recall_at_1"] >= 0.8, metrics
     assert metrics["text_to_image_recall_at_5"] >= 0.95, metrics
-    assert wall < 180, f"{wall:.0f} s"
+    print(f"quickstart wall time: {wall:.0f} s; metrics: {metrics}")
