@@ -24,14 +24,20 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import RecipeError
-from ..utils.files import atomic_write_json, fault_point, is_disk_full, safetensors_problem
+from ..utils.files import (
+    CHECKPOINT_MARKER,
+    RUN_STATUS,
+    atomic_write_json,
+    checkpoint_problem,
+    fault_point,
+    is_disk_full,
+    safetensors_problem,
+)
 from ..utils.logging import get_logger
 from ..version import __version__
 
 logger = get_logger(__name__)
 
-CHECKPOINT_MARKER = "mmzoo_checkpoint.json"
-RUN_STATUS = "mmzoo_run.json"
 LOCK_FILE = ".mmzoo.lock"
 STAGING = ".mmzoo-final.tmp"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -55,27 +61,6 @@ def mark_checkpoint(folder: Path, step: int) -> None:
     files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != CHECKPOINT_MARKER}
     atomic_write_json(folder / CHECKPOINT_MARKER, {"mmzoo_version": __version__, "step": step, "files": files})
-
-
-def checkpoint_problem(folder: Path) -> str | None:
-    """``None`` for a complete checkpoint, else why it cannot be resumed from."""
-    marker = folder / CHECKPOINT_MARKER
-    if not marker.is_file():
-        return f"no {CHECKPOINT_MARKER} (its save was interrupted)"
-    try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"unreadable {CHECKPOINT_MARKER} ({err})"
-    for name, size in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} has {path.stat().st_size} bytes, {size} were written"
-    for path in folder.glob("*.safetensors"):
-        if (problem := safetensors_problem(path)) is not None:
-            return f"{path.name}: {problem}"
-    return None
 
 
 @dataclass

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+RUN_STATUS = "mmzoo_run.json"  # in a run folder: {"status": "running" | "complete", "files": [...]}
+CHECKPOINT_MARKER = "mmzoo_checkpoint.json"  # in a checkpoint folder, written last: {"files": {name: size}}
 FAULT_ENV = "MMZOO_FAULT_KILL"  # comma-separated fault points at which the process SIGKILLs itself (tests)
 
 
@@ -86,6 +88,28 @@ def safetensors_problem(path: str | Path) -> str | None:
     data = size - 8 - length
     if end != data:
         return f"tensor data needs {end} bytes but the file holds {data} after its header (truncated?)"
+    return None
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """``None`` for a complete checkpoint, else why it cannot be resumed from."""
+    folder = Path(folder)
+    marker = folder / CHECKPOINT_MARKER
+    if not marker.is_file():
+        return f"no {CHECKPOINT_MARKER} (its save was interrupted)"
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"unreadable {CHECKPOINT_MARKER} ({err})"
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} were written"
+    for path in folder.glob("*.safetensors"):
+        if (problem := safetensors_problem(path)) is not None:
+            return f"{path.name}: {problem}"
     return None
 
 
