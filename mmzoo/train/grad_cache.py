@@ -84,10 +84,10 @@ def grad_cache_model_step(
     weights = {o.type: o.weight for o in model.config.model_spec().objectives}
 
     def encode_text(chunk: dict[str, Tensor]) -> Tensor:
-        return model.get_text_features(**chunk)
+        return model.get_text_features(**chunk).pooler_output
 
     def encode_image(chunk: dict[str, Tensor]) -> Tensor:
-        return model.get_image_features(chunk["pixel_values"])
+        return model.get_image_features(chunk["pixel_values"]).pooler_output
 
     def loss_fn(text_embeds: Tensor, image_embeds: Tensor) -> Tensor:
         ctx = ObjectiveContext(model=model, text=_embeds_only(text_embeds), image=_embeds_only(image_embeds),

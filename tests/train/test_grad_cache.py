@@ -100,10 +100,10 @@ def _chunked_reference(model, batch, seed, chunk_size):
     """One backward through the graph of the same chunks in the same order (text, then image): the same masks."""
     torch.manual_seed(seed)
     text = torch.cat([
-        model.get_text_features(ids, mask)
+        model.get_text_features(ids, mask).pooler_output
         for ids, mask in zip(batch["input_ids"].split(chunk_size), batch["attention_mask"].split(chunk_size))
     ])
-    image = torch.cat([model.get_image_features(px) for px in batch["pixel_values"].split(chunk_size)])
+    image = torch.cat([model.get_image_features(px).pooler_output for px in batch["pixel_values"].split(chunk_size)])
     out_loss = model.objectives["contrastive"](
         mmzoo.objectives.ObjectiveContext(model=model, inputs={}, text=_embeds(text), image=_embeds(image))
     ).loss * 0.7
