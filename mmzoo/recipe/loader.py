@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import RecipeError, SpecError
 from ..specs import ModelSpec
 from ..specs.base import format_validation_error
+from ..utils.redact import show_value
+from ..utils.safe_yaml import YamlInputError, load_yaml, load_yaml_file
 from .schema import RecipeSpec, normalise_model_section
 
 _ITEM_KEYS = ("modality", "type", "task", "name", "source")
@@ -46,9 +47,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSpec:
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file; pass the path of a recipe YAML (see recipes/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        data = load_yaml_file(path, "recipe")
+    except YamlInputError as err:
+        raise RecipeError(str(err)) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with model:, data: and training:; got {type(data).__name__}")
     if "model" in data:
@@ -79,9 +80,9 @@ def parse_assignment(item: str, where: str = "--set") -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"{where}: --set {item!r} is not of the form key.path=value (e.g. training.max_steps=100)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{where}: --set {key}: value {raw!r} is not valid YAML ({err})") from None
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else None
+    except YamlInputError as err:
+        raise RecipeError(f"{where}: --set {key}: value {show_value(raw, key)} is not valid YAML ({err})") from None
     return key, value
 
 
@@ -120,7 +121,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, *, where: str, create
             node = node[part]
         else:
             raise RecipeError(
-                f"{where}: cannot set {key}: {'.'.join(trail) or '(top)'} holds {node!r}, not a mapping or list"
+                f"{where}: cannot set {key}: {'.'.join(trail) or '(top)'} holds {show_value(node, trail[-1] if trail else None)}, "
+                "not a mapping or list"
             )
         trail.append(part)
 
