@@ -69,8 +69,41 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSpec:
         if overrides:
             message += f"\n  (--set overrides applied: {', '.join(overrides)})"
         raise RecipeError(message) from None
-    resolve_model_spec(recipe, source=str(path))
+    spec = resolve_model_spec(recipe, source=str(path))
+    check_recipe_fits_spec(recipe, spec, str(path))
     return recipe
+
+
+def check_recipe_fits_spec(recipe: RecipeSpec, spec: ModelSpec, source: str = "<recipe>") -> None:
+    """Checks that need both the recipe and its resolved model spec (on the inline tower configs; towers
+    loaded from a folder are checked when the run builds them): attention heads divide the hidden size, and
+    ``data.*.max_length`` fits the text tower's position embeddings."""
+    for i, enc in enumerate(spec.encoders):
+        config = dict(enc.config or {})
+        hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+            raise RecipeError(
+                f"{source} → model encoders.{enc.modality}.config: hidden_size {hidden} is not divisible by "
+                f"num_attention_heads {heads}; use a hidden_size that is a multiple of the heads (e.g. "
+                f"{heads * max(1, round(hidden / heads))}) or another number of heads"
+            )
+        if enc.modality == "text":
+            check_text_length(recipe, config.get("max_position_embeddings"), source)
+
+
+def check_text_length(recipe: RecipeSpec, positions: Any, source: str = "<recipe>") -> None:
+    """``data.*.max_length`` must not exceed the text tower's ``max_position_embeddings``."""
+    if not isinstance(positions, int):
+        return
+    for role in ("train", "eval"):
+        data = getattr(recipe.data, role)
+        length = getattr(data, "max_length", None) if data is not None else None
+        if isinstance(length, int) and length > positions:
+            raise RecipeError(
+                f"{source} → data.{role}.max_length: {length} tokens, but the text tower has only {positions} "
+                f"position embeddings (encoders.text.config.max_position_embeddings); set data.{role}.max_length "
+                f"<= {positions}, or raise max_position_embeddings in model.overrides"
+            )
 
 
 def parse_assignment(item: str, where: str = "--set") -> tuple[str, Any]:

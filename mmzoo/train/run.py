@@ -86,6 +86,8 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
             _prepare_fresh_run_dir(out, recipe.training.overwrite)
         spec = resolve_model_spec(recipe)
         check_image_size(recipe, spec)
+        check_text_tower(recipe, spec)
+        check_trackers(recipe.training.report_to)
         if int(os.environ.get("RANK", "0")) == 0:
             write_run_status(out, "running")
         services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
@@ -327,6 +329,50 @@ def cpu_threads(threads: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+# training.report_to tracker -> (module that must be importable, pip package / mmzoo extra to install)
+TRACKERS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "clearml": (("clearml",), "clearml"),
+    "neptune": (("neptune",), "neptune"),
+    "aim": (("aim",), "aim"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "trackio": (("trackio",), "trackio"),
+}
+
+
+def check_trackers(report_to) -> None:
+    """Each ``training.report_to`` tracker must be installed (Trainer would fail after loading everything)."""
+    import importlib.util
+
+    for name in report_to:
+        if name in ("none", "all") or name not in TRACKERS:
+            continue  # unknown names are left to TrainingArguments, which lists the valid ones
+        modules, package = TRACKERS[name]
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise RecipeError(
+                f"training.report_to: {name} is not installed; `pip install {package}`, or remove {name!r} from "
+                "training.report_to (e.g. --set 'training.report_to=[none]')"
+            )
+
+
+def check_text_tower(recipe, spec) -> None:
+    """``data.*.max_length`` against the built text tower's position embeddings (towers from a folder too)."""
+    from ..builder import tower_config
+    from ..recipe.loader import check_text_length
+
+    text = next((e for e in spec.encoders if e.modality == "text"), None)
+    if text is None:
+        return
+    config = tower_config(text, "encoders.text")
+    config = getattr(config, "text_config", None) or config
+    check_text_length(recipe, getattr(config, "max_position_embeddings", None))
 
 
 def check_image_size(recipe, spec) -> None:
