@@ -147,7 +147,12 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
         grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
     )
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except ValueError as err:  # accelerate, when a streamed source yields no row at all
+        if "does not contain any data" not in str(err):
+            raise
+        raise no_training_data(current_skips(data)) from None
     return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish)
 
 
@@ -202,19 +207,23 @@ def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 
+def no_training_data(skipped: dict):
+    from ..data import DataError
+
+    bad = skipped.get("train")
+    detail = (f"every row read was bad ({bad['skipped']} skipped, e.g. {bad['examples'][:1]})" if bad
+              else "the training data yielded no batch")
+    return DataError(f"data.train: no training step ran: {detail}; no model was saved. Fix the data or point "
+                     "data.train at another source")
+
+
 def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: float | None,
                  publish: Publish | None = None) -> TrainResult:
     """Final evaluation and the run folder's files (model, processor, recipe, log, results), each replaced
     atomically, then ``mmzoo_run.json`` set to complete (last); hub push."""
-    from ..data import DataError
-
     skipped = current_skips(data)
     if trainer.state.global_step == 0:
-        bad = skipped.get("train")
-        detail = (f"every row read was bad ({bad['skipped']} skipped, e.g. {bad['examples'][:1]})" if bad
-                  else "the training data yielded no batch")
-        raise DataError(f"data.train: no training step ran: {detail}; no model was saved. Fix the data or point "
-                        "data.train at another source")
+        raise no_training_data(skipped)
     for role, report in skipped.items():
         if getattr(recipe.data, role).streaming:
             logger.warning("data.%s: skipped %d bad sample(s) while streaming (on_bad_sample: skip)", role,
@@ -264,7 +273,8 @@ def resolved_recipe_yaml(recipe, spec, out: Path | None = None) -> str:
     started ``init_from`` saved weights keeps that source: its spec is in its config).
 
     No absolute local path is kept: ``base_dir`` becomes the recipe's folder relative to the run folder
-    ``out`` (so the file still resolves where it lies) and ``init_from`` is relative to ``base_dir``."""
+    ``out`` (so the file still resolves where it lies), ``init_from`` is relative to ``base_dir`` and
+    ``training.output_dir`` is dropped (the file lies in the run folder)."""
     section = recipe.model
     base = Path(recipe.base_dir or ".").resolve()
     if section.init_from is not None:
@@ -276,7 +286,8 @@ def resolved_recipe_yaml(recipe, spec, out: Path | None = None) -> str:
     overrides = f" + overrides {', '.join(section.overrides)}" if section.overrides else ""
     header = f"# Resolved by mmzoo {__version__} from model {origin}{overrides}\n"
     base_dir = os.path.relpath(base, Path(out).resolve()) if out is not None else None
-    return header + recipe.model_copy(update={"model": model, "base_dir": base_dir}).to_yaml()
+    training = recipe.training.model_copy(update={"output_dir": None})  # the file lies in the run folder
+    return header + recipe.model_copy(update={"model": model, "base_dir": base_dir, "training": training}).to_yaml()
 
 
 def resolve_checkpoint(out: Path, resume: bool | str) -> Path | None:
