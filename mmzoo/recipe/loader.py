@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..errors import RecipeError, SpecError
 from ..specs import ModelSpec
 from ..specs.base import format_validation_error
-from ..utils.redact import show_value
+from ..utils.redact import is_secret_key, show_value
 from ..utils.safe_yaml import YamlInputError, load_yaml, load_yaml_file
 from .schema import RecipeSpec, normalise_model_section
 
@@ -67,7 +67,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSpec:
     except ValidationError as err:
         message = format_validation_error(err, source=str(path), data=data)
         if overrides:
-            message += f"\n  (--set overrides applied: {', '.join(overrides)})"
+            message += f"\n  (--set overrides applied: {', '.join(map(_shown_override, overrides))})"
         raise RecipeError(message) from None
     spec = resolve_model_spec(recipe, source=str(path))
     check_recipe_fits_spec(recipe, spec, str(path))
@@ -104,6 +104,11 @@ def check_text_length(recipe: RecipeSpec, positions: Any, source: str = "<recipe
                 f"position embeddings (encoders.text.config.max_position_embeddings); set data.{role}.max_length "
                 f"<= {positions}, or raise max_position_embeddings in model.overrides"
             )
+
+
+def _shown_override(item: str) -> str:
+    key, sep, raw = item.partition("=")
+    return f"{key}{sep}{'***' if is_secret_key(key.split('.')[-1]) else show_value(raw)[1:-1]}" if sep else item
 
 
 def parse_assignment(item: str, where: str = "--set") -> tuple[str, Any]:

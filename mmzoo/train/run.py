@@ -360,17 +360,24 @@ TRACKERS = {
 
 def check_trackers(report_to) -> None:
     """Each ``training.report_to`` tracker must be installed (Trainer would fail after loading everything)."""
-    import importlib.util
-
     for name in report_to:
         if name in ("none", "all") or name not in TRACKERS:
             continue  # unknown names are left to TrainingArguments, which lists the valid ones
         modules, package = TRACKERS[name]
-        if not any(importlib.util.find_spec(m) is not None for m in modules):
+        if not any(_importable(m) for m in modules):
             raise RecipeError(
                 f"training.report_to: {name} is not installed; `pip install {package}`, or remove {name!r} from "
                 "training.report_to (e.g. --set 'training.report_to=[none]')"
             )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install counts as missing
+        return False
 
 
 def check_text_tower(recipe, spec) -> None:
