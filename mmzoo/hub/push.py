@@ -25,17 +25,19 @@ from huggingface_hub.errors import (
 from ..errors import HubError
 from ..utils.logging import get_logger
 from ..version import __version__
-from .card import Run, eval_result_files, is_generated_card, load_run, render_card
+from .card import PICTURES, Run, eval_result_files, is_generated_card, load_run, render_card
+from .facts import RUN_INFO, default_commit_message
 from .remote_code import remote_code_files
 
 logger = get_logger(__name__)
+PICTURE_FILES = tuple(file for file, _ in PICTURES)  # loss curve and examples, shown in the card
 
 # top-level run files that belong on the Hub (checkpoint-*/ folders and training logs never do)
 PUSHED_PATTERNS = (
     "config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
     "processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
-    "chat_template.jinja", "eval_results.json",
+    "chat_template.jinja", "eval_results.json", RUN_INFO, *PICTURE_FILES,
 )
 
 
@@ -62,7 +64,8 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         repo_id: ``namespace/name`` on the Hub; created (``private``) if missing.
         private: visibility of a newly created repo (an existing repo keeps its visibility).
         revision: branch to commit to (e.g. ``step-1000``), created from ``main`` if missing; default ``main``.
-        commit_message: default ``"Upload <spec name> with mmzoo <version>"``.
+        commit_message: default from the run: ``"Upload <run name> (<model>, <N> steps, <M> samples) with mmzoo
+            <version>"`` (see :func:`mmzoo.hub.facts.default_commit_message`).
         overwrite_card: replace a README.md that someone edited on the Hub.
         remote_code: also upload mmzoo's modeling code, flattened (see :mod:`mmzoo.hub.remote_code`), and an
             ``auto_map`` in ``config.json``/``processor_config.json``, so that
@@ -88,7 +91,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        card = str(render_card(run, repo_id))
+        card = str(render_card(run, repo_id, license=license, tags=tags, remote_code=remote_code))
         keep_card = not overwrite_card and _edited_remote_card(api, repo_id, target)
         payloads: dict[str, bytes] = {**{name: path.read_bytes() for name, path in files.items()},
                                       **{p: t.encode() for p, t in eval_result_files(run).items()}}
@@ -100,7 +103,8 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         _check_no_token(payloads, token)
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in sorted(payloads.items())]
         info = api.create_commit(repo_id, operations, revision=revision,
-                                 commit_message=commit_message or f"Upload {run.spec.name} with mmzoo {__version__}")
+                                 commit_message=commit_message
+                                 or default_commit_message(run.spec, run.info, __version__))
     if keep_card:
         logger.warning("kept the edited README.md of %s@%s; pass overwrite_card=True to replace it", repo_id, target)
     logger.info("pushed %d files to %s@%s (%s)", len(payloads), repo_id, target, info.oid)

@@ -13,6 +13,7 @@ import importlib
 import inspect
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from .model import build_run_model
     from .trainer import MmzooTrainer
 
+    started = time.monotonic()
     seed = recipe.training.seed
     set_seed(seed)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
@@ -88,15 +90,25 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     show = (not progress_bars_disabled()) if progress is None else progress
     args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
+    checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
-        all_callbacks.append(HubCheckpointCallback(recipe.hub))
+        checkpoint_pusher = HubCheckpointCallback(recipe.hub, resolved_recipe_yaml(recipe, spec), recipe=recipe,
+                                                  started=started)
+        all_callbacks.append(checkpoint_pusher)
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
         grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
     )
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, out)
+    if checkpoint_pusher is not None:
+        checkpoint_pusher.trainer = trainer
+    if checkpoint:
+        print(f"resuming from {checkpoint.name} (step {resumed_step(checkpoint)}) in {out}", flush=True)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.mmzoo_run_started = started
+    trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
+    trainer.mmzoo_eval_data = data.eval
     return finalize_run(trainer, recipe, spec, out, data.skipped, eval_ds, output.training_loss)
 
 
@@ -128,7 +140,10 @@ def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
 
 def finalize_run(trainer, recipe, spec, out: Path, skipped: dict, eval_ds, train_loss: float | None) -> TrainResult:
     """Final evaluation and the run folder's files (model, processor, recipe, log, results); hub push."""
-    if eval_ds is not None:
+    evaluated = evaluated_at(trainer.state.log_history, trainer.state.global_step)
+    if evaluated is not None and (trainer.evaluation_hook is None or trainer.last_evaluation is not None):
+        metrics = evaluated  # the step's evaluation already ran (eval_steps / a checkpoint push): not twice
+    elif eval_ds is not None:
         metrics = trainer.evaluate()
     else:
         metrics = trainer.run_evaluation_hook()
@@ -140,9 +155,44 @@ def finalize_run(trainer, recipe, spec, out: Path, skipped: dict, eval_ds, train
         atomic_write_json(out / "eval_results.json", results)
         atomic_write_text(out / "recipe.yaml", resolved_recipe_yaml(recipe, spec))
         atomic_write_text(out / TRAINING_LOG, jsonl(trainer.state.log_history))
+        write_card_material(trainer, recipe, out, eval_ds)
         if recipe.hub.repo_id:
             push_to_hub(out, recipe.hub)
     return TrainResult(out, trainer.state.global_step, train_loss, results, skipped)
+
+
+def evaluated_at(log_history: list[dict[str, Any]], step: int) -> dict[str, float] | None:
+    """The evaluation metrics logged at ``step`` (``eval_*`` keys), or ``None`` when none were."""
+    found: dict[str, float] = {}
+    for entry in log_history:
+        if entry.get("step") == step:
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    return found or None
+
+
+def resumed_step(checkpoint: Path) -> int | str:
+    """The global step a Trainer checkpoint folder holds (from its trainer_state.json)."""
+    import json
+
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    except (OSError, ValueError, KeyError):
+        return checkpoint.name.rpartition("-")[2]
+
+
+def write_card_material(trainer, recipe, out: Path, eval_ds) -> None:
+    """``run_info.json`` (wall time, hardware, samples, final losses) and the pictures of the run folder."""
+    from .run_info import run_info, write_run_info
+
+    started = getattr(trainer, "mmzoo_run_started", None)
+    wall = time.monotonic() - started if started is not None else None
+    write_run_info(out, run_info(recipe, trainer, wall_time_s=wall,
+                                 resumed_from=getattr(trainer, "mmzoo_resumed_from", None)))
+    write_pictures = _optional("mmzoo.hub.pictures", "write_pictures")
+    if write_pictures is not None:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        write_pictures(out, trainer.state.log_history, model, trainer.processing_class,
+                       getattr(trainer, "mmzoo_eval_data", None))
 
 
 def evaluation_hook(recipe, processor, eval_dataset, out: Path):
@@ -174,9 +224,17 @@ def push_to_hub(out: Path, hub) -> None:
     push_run = _optional("mmzoo.hub.push", "push_run")
     if push_run is None:
         raise RecipeError("hub.repo_id is set but mmzoo.hub.push is not available; remove hub.repo_id")
-    push_run(out, hub.repo_id, private=hub.private, revision=hub.revision, commit_message=hub.commit_message,
-             overwrite_card=hub.overwrite_card, remote_code=hub.remote_code, license=hub.license,
-             tags=tuple(hub.tags))
+    result = push_run(out, hub.repo_id, private=hub.private, revision=hub.revision,
+                      commit_message=hub.commit_message, overwrite_card=hub.overwrite_card,
+                      remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))
+    print(push_line(out.name, result), flush=True)
+
+
+def push_line(what: str, result) -> str:
+    """``pushed <what> to <repo url> (branch <b>, commit <sha>)`` for a :class:`~mmzoo.hub.push.PushResult`."""
+    repo_url = result.commit_url.split("/commit/")[0]
+    return (f"pushed {what} to {repo_url}/tree/{result.revision} (repo {result.repo_id}, branch "
+            f"{result.revision}, commit {result.commit_oid[:12]})")
 
 
 def resolved_recipe_yaml(recipe, spec) -> str:
