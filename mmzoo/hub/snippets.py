@@ -67,7 +67,9 @@ def pipeline_tag(spec: ModelSpec, config: dict[str, Any]) -> str:
 def usages(spec: ModelSpec, config: dict[str, Any], repo_id: str, remote_code: bool = False) -> list[Usage]:
     """Every supported head's snippet (the features snippet only when no other head applies)."""
     heads = supported_heads(spec, config)
-    if len(heads) > 1:
+    if heads[0].name == "vqa":  # fine-tuned for VQA: the pretraining heads (ITM...) were not trained with it
+        heads = heads[:1]
+    elif len(heads) > 1:
         heads = [h for h in heads if h.name != "features"]
     return [h.snippet(repo_id, remote_code, spec) for h in heads]
 

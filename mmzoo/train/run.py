@@ -188,9 +188,13 @@ def write_card_material(trainer, recipe, out: Path, eval_ds) -> None:
     wall = time.monotonic() - started if started is not None else None
     write_run_info(out, run_info(recipe, trainer, wall_time_s=wall,
                                  resumed_from=getattr(trainer, "mmzoo_resumed_from", None)))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model.config.model_spec().objective("captioning") is not None and not (out / "generation_config.json").exists():
+        from ..modeling.heads import caption_generation_config  # so generate() works on the loaded model
+
+        caption_generation_config(model.config).save_pretrained(out)
     write_pictures = _optional("mmzoo.hub.pictures", "write_pictures")
     if write_pictures is not None:
-        model = trainer.accelerator.unwrap_model(trainer.model)
         write_pictures(out, trainer.state.log_history, model, trainer.processing_class,
                        getattr(trainer, "mmzoo_eval_data", None))
 
