@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import yaml
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalTokenNotFoundError,
@@ -36,6 +36,7 @@ from .remote_code import remote_code_files
 
 logger = get_logger(__name__)
 PICTURE_FILES = tuple(file for file, _ in PICTURES)  # loss curve and examples, shown in the card
+RESULT_FILES = frozenset({"eval_results.json", RUN_INFO, *PICTURE_FILES})  # true of one set of weights only
 
 # top-level run files that belong on the Hub (checkpoint-*/ folders and training logs never do)
 PUSHED_PATTERNS = (
@@ -120,6 +121,9 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
             payloads["README.md"] = card.encode()
         _check_no_token(payloads, token)
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in sorted(payloads.items())]
+        if not created:  # a branch starts as a copy of main: drop results that describe other weights
+            present = _retry(lambda: api.list_repo_files(repo_id, revision=target), "file listing")
+            operations += [CommitOperationDelete(path_in_repo=f) for f in stale_results(present, payloads)]
         message = commit_message or default_commit_message(run.spec, run.info, __version__)
         info = _retry(lambda: api.create_commit(repo_id, operations, revision=revision, commit_message=message),
                       "commit")
@@ -127,6 +131,12 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         logger.warning("kept the edited README.md of %s@%s; pass overwrite_card=True to replace it", repo_id, target)
     logger.info("pushed %d files to %s@%s (%s)", len(payloads), repo_id, target, info.oid)
     return PushResult(repo_id, target, info.commit_url, info.oid, sorted(payloads), keep_card)
+
+
+def stale_results(present: list[str], payloads: dict[str, bytes]) -> list[str]:
+    """Files on the branch that describe a particular model's weights (results, run facts, pictures) and that
+    this push does not replace: left in place, they would describe other weights than the ones pushed."""
+    return sorted(f for f in present if f not in payloads and (f in RESULT_FILES or f.startswith(".eval_results/")))
 
 
 def check_repo_id(repo_id: str) -> None:
