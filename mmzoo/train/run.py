@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,8 @@ def standard_publish(folder: Path, hub, *, revision: str | None = None, commit_m
 
     if checkpoint:
         return push_run(folder, hub.repo_id, private=hub.private, revision=revision,
-                        commit_message=commit_message, remote_code=hub.remote_code)
+                        commit_message=commit_message, remote_code=hub.remote_code, license=hub.license,
+                        tags=tuple(hub.tags))
     return push_run(folder, hub.repo_id, private=hub.private, revision=revision or hub.revision,
                     commit_message=commit_message or hub.commit_message, overwrite_card=hub.overwrite_card,
                     remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))
@@ -125,6 +127,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from .trainer import MmzooTrainer
 
     evaluate, publish = services
+    started = time.monotonic()
     seed = recipe.training.seed
     set_seed(seed)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
@@ -139,14 +142,23 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     show = (not progress_bars_disabled()) if progress is None else progress
     args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
+    checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
-        all_callbacks.append(HubCheckpointCallback(recipe.hub, publish))
+        checkpoint_pusher = HubCheckpointCallback(recipe.hub, publish, recipe_yaml=resolved_recipe_yaml(recipe, spec),
+                                                  recipe=recipe, started=started)
+        all_callbacks.append(checkpoint_pusher)
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
         grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
     )
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
+    if checkpoint_pusher is not None:
+        checkpoint_pusher.trainer = trainer
+    if checkpoint and trainer.is_world_process_zero():
+        print(f"resuming from {checkpoint.name} (step {resumed_step(checkpoint)}) in {out}", flush=True)
+    trainer.mmzoo_run_started, trainer.mmzoo_eval_data = started, data.eval
+    trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except ValueError as err:  # accelerate, when a streamed source yields no row at all
@@ -228,7 +240,10 @@ def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: fl
         if getattr(recipe.data, role).streaming:
             logger.warning("data.%s: skipped %d bad sample(s) while streaming (on_bad_sample: skip)", role,
                            report["skipped"])
-    if eval_ds is not None:
+    evaluated = evaluated_at(trainer.state.log_history, trainer.state.global_step)
+    if evaluated is not None and (trainer.evaluation_hook is None or trainer.last_evaluation is not None):
+        metrics = evaluated  # this step was just evaluated (eval_steps, a checkpoint push): not twice
+    elif eval_ds is not None:
         metrics = trainer.evaluate()
     else:
         metrics = trainer.run_evaluation_hook()
@@ -241,12 +256,66 @@ def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: fl
         fault_point("final:results")
         atomic_write_text(out / "recipe.yaml", resolved_recipe_yaml(recipe, spec, out))
         atomic_write_text(out / TRAINING_LOG, jsonl(trainer.state.log_history))
+        card_files = write_card_material(trainer, recipe, out)
         fault_point("final:before-status")
         write_run_status(out, "complete", trainer.state.global_step,
-                         [*files, "eval_results.json", "recipe.yaml", TRAINING_LOG])
+                         [*files, "eval_results.json", "recipe.yaml", TRAINING_LOG, *card_files])
         if recipe.hub.repo_id:
-            publish(out, recipe.hub)
+            report_push(out.name, publish(out, recipe.hub))
     return TrainResult(out, trainer.state.global_step, train_loss, results, skipped)
+
+
+def evaluated_at(log_history: list[dict[str, Any]], step: int) -> dict[str, float] | None:
+    """The evaluation metrics logged at ``step`` (``eval_*`` keys), or ``None`` when none were."""
+    found: dict[str, float] = {}
+    for entry in log_history:
+        if entry.get("step") == step:
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    return found or None
+
+
+def resumed_step(checkpoint: Path) -> int | str:
+    """The global step a Trainer checkpoint folder holds (from its trainer_state.json)."""
+    import json
+
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    except (OSError, ValueError, KeyError):
+        return checkpoint.name.rpartition("-")[2]
+
+
+def write_card_material(trainer, recipe, out: Path) -> list[str]:
+    """``run_info.json`` (wall time, hardware, samples, final losses), the captioning head's
+    ``generation_config.json`` and the run's pictures (with matplotlib); returns the file names written."""
+    import importlib
+
+    from .run_info import run_info, write_run_info
+
+    started = getattr(trainer, "mmzoo_run_started", None)
+    wall = time.monotonic() - started if started is not None else None
+    written = [write_run_info(out, run_info(recipe, trainer, wall_time_s=wall,
+                                            resumed_from=getattr(trainer, "mmzoo_resumed_from", None))).name]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model.config.model_spec().objective("captioning") is not None and not (out / "generation_config.json").exists():
+        from ..modeling.heads import caption_generation_config  # generate() on the loaded model needs its ids
+
+        caption_generation_config(model.config).save_pretrained(out)
+        written.append("generation_config.json")
+    pictures = importlib.import_module("mmzoo.hub.pictures")  # a higher layer, imported when the run ends
+    written += [p.name for p in pictures.write_pictures(out, trainer.state.log_history, model,
+                                                        trainer.processing_class,
+                                                        getattr(trainer, "mmzoo_eval_data", None))]
+    return written
+
+
+def report_push(what: str, result) -> None:
+    """Print where a push went: ``pushed <what> to <url>/tree/<branch> (repo, branch, commit)``."""
+    commit_url = getattr(result, "commit_url", None)
+    if commit_url is None:
+        return
+    repo_url = commit_url.split("/commit/")[0]
+    print(f"pushed {what} to {repo_url}/tree/{result.revision} (repo {result.repo_id}, branch {result.revision}, "
+          f"commit {result.commit_oid[:12]})", flush=True)
 
 
 def evaluation_hook(recipe, processor, eval_dataset, evaluate: Evaluate | None):
