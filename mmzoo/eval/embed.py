@@ -69,9 +69,12 @@ def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, 
     Returns:
         A float tensor on the model's device.
     """
-    chunks = []
+    from ..data.images import prepare_pil_images, target_size
+
+    chunks, size = [], target_size(processor)
     for batch in _batches(images, batch_size):
-        inputs = to_model(processor(images=list(batch), return_tensors="pt"), model)
+        batch = prepare_pil_images(batch, size)  # lazy JPEGs draft-decoded at >= the input size; any mode to RGB
+        inputs = to_model(processor(images=batch, return_tensors="pt"), model)
         chunks.append(features(model.get_image_features(pixel_values=inputs["pixel_values"])))
     embeds = _concat(chunks, "images")
     return F.normalize(embeds, dim=-1) if normalize else embeds
