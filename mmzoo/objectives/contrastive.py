@@ -61,6 +61,7 @@ class SigmoidObjective(Objective):
 
     def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:
         loss, per_image, per_text = sigmoid_loss(
-            ctx.image.normalized, ctx.text.normalized, self.logit_scale.exp(), self.logit_bias, self.spec.gather
+            ctx.image.normalized, ctx.text.normalized, self.logit_scale.exp(), self.logit_bias, self.spec.gather,
+            self.spec.exchange,
         )
         return ObjectiveOutput(loss, per_image, per_text)

@@ -82,7 +82,8 @@ def select_caption(row: dict[str, Any], seed: int, epoch: int, index: int, pick:
 
 
 class TrainCollator:
-    """The data layer's :class:`ImageTextCollator` (processor on the batch), plus ``return_loss=True``."""
+    """The data layer's :class:`ImageTextCollator` (processor on the batch): tensors only, so that engines can
+    concatenate, split and dispatch batches (``MmzooTrainer.compute_loss`` asks the model for the loss)."""
 
     def __init__(self, processor, max_length: int | None = None) -> None:
         from ..data import ImageTextCollator
@@ -91,7 +92,7 @@ class TrainCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collate(rows)
-        batch["return_loss"] = True
+        batch.pop("return_loss", None)
         return batch
 
 

@@ -14,7 +14,6 @@ Only what Trainer cannot do is overridden, so DDP / FSDP / DeepSpeed keep workin
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +21,10 @@ import torch
 from transformers import PreTrainedModel, Trainer
 
 from ..errors import RecipeError
+from ..losses._distributed import equal_batch_sizes
 from .data import EpochSampler
 
-GRAD_CACHE_OBJECTIVES = {"contrastive", "sigmoid"}  # objectives that only need the two embeddings
+from .grad_cache import GRAD_CACHE_OBJECTIVES
 
 
 class MmzooTrainer(Trainer):
@@ -79,11 +79,12 @@ class MmzooTrainer(Trainer):
 
     # -- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        with equal_batch_sizes():  # accelerate's loaders give every rank full, equal batches: no size exchange
+            outputs = model(**inputs, **({} if "labels" in inputs else {"return_loss": True}))
         if outputs.get("loss") is None:
             raise RecipeError(
-                f"the model returned no loss (outputs: {list(outputs.keys())}); batches need return_loss=True and "
-                "paired images and texts"
+                f"the model returned no loss (outputs: {list(outputs.keys())}); batches need paired images and "
+                "texts (or labels)"
             )
         self._stash_terms(outputs.get("loss_terms") or {}, inputs, training=model.training)
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
@@ -150,47 +151,20 @@ class MmzooTrainer(Trainer):
 
     # -- gradient caching ------------------------------------------------------------------------------------
     def grad_cache_training_step(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """One micro-batch with gradient caching (Gao et al. 2021): embeddings are computed in chunks without
-        a graph, the loss gradient w.r.t. them is cached, then each chunk is re-encoded and backpropagated.
-
-        Same gradients as :meth:`training_step` (up to float rounding) with one chunk's activations alive.
-        Under DDP the per-chunk backwards run outside DDP's hooks and the gradients are averaged by hand at
-        the synchronising micro-batch.
-        """
-        from ..encoders.tower import TowerOutput
-        from ..losses._distributed import average_gradients
-        from ..losses.grad_cache import grad_cache_step
-        from ..objectives import ObjectiveContext
+        """One micro-batch with gradient caching (:func:`mmzoo.train.grad_cache.grad_cache_model_step`), under
+        the engine's autocast (bf16 towers under ``precision: bf16``). The last pair of chunks runs through
+        ``model`` (the DDP wrapper), so DDP reduces the gradients in its buckets; Trainer's ``no_sync`` around
+        non-final accumulation micro-batches applies as for the plain step."""
+        from .grad_cache import grad_cache_model_step
 
         model.train()
         inputs = self._prepare_inputs(inputs)
         core = self.accelerator.unwrap_model(model)
-        weights = {o.type: o.weight for o in core.config.model_spec().objectives}
-        scale = 1.0 / self.current_gradient_accumulation_steps
-        text_keys = ("input_ids", "attention_mask", "token_type_ids")
-
-        def encode_image(chunk):
-            return core.encode_image(chunk["pixel_values"]).embeds
-
-        def encode_text(chunk):
-            return core.encode_text(chunk["input_ids"], chunk.get("attention_mask"), chunk.get("token_type_ids")).embeds
-
-        def loss_fn(image_embeds, text_embeds):
-            ctx = ObjectiveContext(model=core, inputs={},
-                                   text=TowerOutput(None, None, None, text_embeds),
-                                   image=TowerOutput(None, None, None, image_embeds))
-            terms = {tag: objective(ctx).loss for tag, objective in core.objectives.items()}
-            self._stash_terms(terms, inputs, training=True)
-            return sum(weights[tag] * term for tag, term in terms.items()) * scale
-
-        no_sync = model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
-        with self.compute_loss_context_manager(), no_sync:
-            loss = grad_cache_step(
-                encode_image, encode_text, {"pixel_values": inputs["pixel_values"]},
-                {k: inputs[k] for k in text_keys if inputs.get(k) is not None}, loss_fn, self.grad_cache_chunk_size,
+        with self.compute_loss_context_manager(), self.accelerator.autocast(), equal_batch_sizes():
+            loss = grad_cache_model_step(
+                core, inputs, self.grad_cache_chunk_size, loss_scale=1.0 / self.current_gradient_accumulation_steps,
+                on_terms=lambda terms: self._stash_terms(terms, inputs, training=True), wrapped=model,
             )
-        if self.args.world_size > 1 and self.accelerator.sync_gradients:
-            average_gradients([p for p in core.parameters() if p.requires_grad])
         return loss
 
 
