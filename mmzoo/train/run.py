@@ -73,7 +73,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from ..builder import build_processor
     from .data import load_run_data
     from .model import build_run_model
-    from .trainer import MmzooTrainer
+    from .trainer import MmzooTrainer, plan_batches
 
     seed = recipe.training.seed
     set_seed(seed)
@@ -86,14 +86,17 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     set_seed(seed)  # the model's initialisation does not depend on how much randomness data loading used
     model = build_run_model(recipe, spec, answer_vocab)
     show = (not progress_bars_disabled()) if progress is None else progress
-    args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
+    plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
+    if plan.note:
+        logger.info(plan.note)
+    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
         all_callbacks.append(HubCheckpointCallback(recipe.hub))
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
-        grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
+        grad_cache_chunk_size=plan.grad_cache_chunk_size,
     )
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, out)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -15,16 +15,20 @@ Only what Trainer cannot do is overridden, so DDP / FSDP / DeepSpeed keep workin
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, Trainer
 
 from ..errors import RecipeError
+from ..utils.logging import get_logger
 from ..losses._distributed import equal_batch_sizes
 from .data import EpochSampler
 
 from .grad_cache import GRAD_CACHE_OBJECTIVES
+
+logger = get_logger(__name__)
 
 
 class MmzooTrainer(Trainer):
@@ -166,6 +170,51 @@ class MmzooTrainer(Trainer):
                 on_terms=lambda terms: self._stash_terms(terms, inputs, training=True), wrapped=model,
             )
         return loss
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a run's batches are formed: the per-device batch the loader delivers, the accumulation steps and
+    the gradient-cache chunk (``None``: plain forward)."""
+
+    per_device_batch: int
+    accumulation: int
+    grad_cache_chunk_size: int | None
+    note: str | None = None  # why it differs from the recipe (logged)
+
+    def trainer_args(self) -> dict[str, int]:
+        return {"per_device_train_batch_size": self.per_device_batch,
+                "gradient_accumulation_steps": self.accumulation}
+
+
+def plan_batches(training, spec) -> BatchPlan:
+    """Gradient accumulation with a contrastive / sigmoid loss would score each micro-batch against its own
+    negatives only. A dual encoder trained only with those losses is therefore routed to the gradient cache:
+    ``per_device_train_batch_size`` x ``gradient_accumulation_steps`` pairs per step, encoded in chunks of the
+    per-device batch (the same memory, the same optimizer steps, negatives from the whole global batch). Other
+    models with such a loss keep accumulating, with a warning naming the fix."""
+    batch, steps, chunk = (training.per_device_train_batch_size, training.gradient_accumulation_steps,
+                           training.grad_cache_chunk_size)
+    pairwise = [o.type for o in spec.objectives if o.type in GRAD_CACHE_OBJECTIVES]
+    if steps == 1 or not pairwise:
+        return BatchPlan(batch, steps, chunk)
+    engine = {k for k in ("deepspeed", "fsdp") if training.trainer_args.get(k)}
+    cacheable = (spec.fusion.type == "dual_encoder" and len(pairwise) == len(spec.objectives)
+                 and training.precision != "fp16" and not engine)
+    if cacheable:
+        chunk = min(chunk or batch, batch)
+        note = (f"training.gradient_accumulation_steps {steps} with the {'/'.join(pairwise)} loss: routed to the "
+                f"gradient cache ({batch * steps} pairs per device per step in chunks of {chunk}), so negatives "
+                f"come from the whole batch, not from each micro-batch of {batch}")
+        return BatchPlan(batch * steps, 1, chunk, note)
+    reason = (f"fusion {spec.fusion.type!r} with objectives {[o.type for o in spec.objectives]}" if not engine and
+              training.precision != "fp16" else f"{'fp16' if training.precision == 'fp16' else sorted(engine)[0]}")
+    logger.warning(
+        "training.gradient_accumulation_steps %d: the %s loss sees only the negatives of each micro-batch of %d per "
+        "device, not of the accumulated batch (gradient caching cannot serve %s). Raise "
+        "training.per_device_train_batch_size (with gradient_checkpointing: true to fit it) to get more negatives.",
+        steps, "/".join(pairwise), batch, reason)
+    return BatchPlan(batch, steps, chunk)
 
 
 def check_grad_cache_support(model, args) -> None:
