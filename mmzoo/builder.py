@@ -93,6 +93,8 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
     except OSError as err:
         raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
     missing, unexpected = module.load_state_dict(pretrained.state_dict(), strict=False)
+    if getattr(module, "pooler", None) is None:  # built without its pooler (unused by the spec's pooling)
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if missing or unexpected:
         raise BuildError(
             f"{where}: weights of {source!r} do not fit the tower (missing {missing[:5]}, unexpected "
