@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, Trainer
 from ..errors import RecipeError
 from ..utils.logging import get_logger
 from ..losses._distributed import equal_batch_sizes
-from .data import EpochSampler
+from .data import EpochSampler, RankStream
 
 from .grad_cache import GRAD_CACHE_OBJECTIVES
 
@@ -48,6 +48,7 @@ class MmzooTrainer(Trainer):
     def __init__(self, *args, grad_cache_chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # never pass num_items_in_batch into the model
+        check_engine_is_applied(self)
         self.grad_cache_chunk_size = grad_cache_chunk_size
         if grad_cache_chunk_size:
             check_grad_cache_support(self.accelerator.unwrap_model(self.model), self.args)
@@ -61,7 +62,37 @@ class MmzooTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
             return None
-        return EpochSampler(len(dataset), seed=self.args.seed)
+        self._epoch_sampler = EpochSampler(len(dataset), seed=self.args.seed)
+        return self._epoch_sampler
+
+    def get_train_dataloader(self):
+        """A :class:`~mmzoo.train.data.RankStream` is already this rank's part of the stream: it gets a loader
+        that accelerate neither dispatches from rank 0 nor shards again (only places batches on the device)."""
+        if not isinstance(self.train_dataset, RankStream):
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
+            drop_last=True,
+        )
+        return prepare_data_loader(loader, device=args.device, num_processes=1, process_index=0,
+                                   put_on_device=True, dispatch_batches=False)
+
+    def _run_epoch(self, *args, **kwargs):
+        """Set the epoch of the sample order directly: on resume, accelerate wraps the batch sampler in a
+        batch-skipping sampler that does not pass ``set_epoch`` on, and the rest of the interrupted epoch
+        would replay epoch 0's order on every rank."""
+        epoch = kwargs.get("epoch")
+        if epoch is not None:
+            for target in (getattr(self, "_epoch_sampler", None), self.train_dataset):
+                if hasattr(target, "set_epoch"):
+                    target.set_epoch(epoch)
+        return super()._run_epoch(*args, **kwargs)
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
@@ -221,6 +252,23 @@ def plan_batches(training, spec) -> BatchPlan:
         "training.per_device_train_batch_size (with gradient_checkpointing: true to fit it) to get more negatives.",
         steps, "/".join(pairwise), batch, reason)
     return BatchPlan(batch, steps, chunk)
+
+
+def check_engine_is_applied(trainer) -> None:
+    """FSDP asked for (``training.trainer_args.fsdp``, ``accelerate launch --use_fsdp``) where accelerate cannot
+    apply it (CPU / gloo processes) would silently train with plain DDP: refuse instead."""
+    import os
+
+    requested = bool(trainer.args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    if requested and not trainer.is_fsdp_enabled:
+        where = f"training.trainer_args.fsdp={trainer.args.fsdp!r}" if trainer.args.fsdp else "ACCELERATE_USE_FSDP=true"
+        raise RecipeError(
+            f"FSDP was requested ({where}) but accelerate runs this job as "
+            f"{trainer.accelerator.distributed_type.value} ({trainer.args.world_size} process(es) on "
+            f"{trainer.args.device.type}): accelerate applies FSDP only on GPUs and other accelerators, so the run "
+            "would silently be plain DDP. Launch on GPUs, or remove the FSDP setting to train with DDP knowingly "
+            "(see the README's scaling guide)"
+        )
 
 
 def check_grad_cache_support(model, args) -> None:

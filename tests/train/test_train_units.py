@@ -180,6 +180,15 @@ def test_grad_cache_gives_the_plain_gradients(tiny_recipe, tmp_path):
     assert set(cached._terms) == {"contrastive"}
 
 
+def test_fsdp_that_accelerate_cannot_apply_is_refused(tiny_recipe, tmp_path, monkeypatch):
+    import mmzoo
+    from mmzoo.train.trainer import MmzooTrainer
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` sets; CPU here
+    with pytest.raises(RecipeError, match=r"FSDP was requested \(ACCELERATE_USE_FSDP=true\).*silently be plain DDP"):
+        MmzooTrainer(model=mmzoo.build_model("mm-clip-tiny"), args=training_arguments(tiny_recipe(), tmp_path))
+
+
 def test_grad_cache_refuses_fusion_objectives(tiny_recipe, tmp_path):
     import mmzoo
     from mmzoo.train.trainer import MmzooTrainer
