@@ -41,7 +41,7 @@ class MmzooTrainer(Trainer):
     """
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean: Trainer divides it by the accumulation steps
-    # set by mmzoo.train.train: model -> results of the recipe's evaluation tasks (main process, each evaluate())
+    # set by mmzoo.train.train: model -> results of the recipe's evaluation tasks (every rank, each evaluate())
     evaluation_hook: Callable[[Any], dict[str, Any] | None] | None = None
     last_evaluation: dict[str, Any] | None = None
 
@@ -174,7 +174,10 @@ class MmzooTrainer(Trainer):
         return metrics
 
     def run_evaluation_hook(self, metric_key_prefix: str = "eval") -> dict[str, float]:
-        if self.evaluation_hook is None or not self.is_world_process_zero():
+        """The recipe's evaluation tasks, on every rank: each embeds / scores its shard of the data and the
+        results are gathered (:mod:`mmzoo.eval.embed`), so FSDP and ZeRO-3 forwards (collective) match up and
+        no rank idles in its next all-reduce while rank 0 evaluates alone."""
+        if self.evaluation_hook is None:
             return {}
         self.last_evaluation = self.evaluation_hook(self.model)
         flat = flatten_task_metrics(self.last_evaluation, metric_key_prefix)

@@ -3,6 +3,7 @@ ranks, so the first step's loss and gradient norm equal a single-process run on 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,13 +20,16 @@ NO_DROPOUT = [  # dropout masks would differ between one batch of 8 and two batc
     "model.overrides.encoders.text.config.attention_probs_dropout_prob=0.0",
     "data.eval=null", "evaluation=[]", "training.max_steps=2", "training.save_steps=null",
 ]
+EVAL_OFF = ("data.eval=null", "evaluation=[]")
 
 
 @pytest.mark.parametrize("grad_cache", [None, 2], ids=["plain", "grad_cache"])
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, tiny_recipe, grad_cache):
     """With grad_cache, each rank also embeds its 4 pairs in chunks of 2 and averages gradients by hand."""
     ddp_dir = tmp_path / "ddp"
-    sets = [f"--set={s}" for s in [*NO_DROPOUT, f"training.output_dir={ddp_dir}",
+    # plain: with the recipe's retrieval evaluation, which every rank runs on its shard (gathered results)
+    settings = [s for s in NO_DROPOUT if s not in EVAL_OFF] if grad_cache is None else NO_DROPOUT
+    sets = [f"--set={s}" for s in [*settings, f"training.output_dir={ddp_dir}",
                                    "training.per_device_train_batch_size=4",
                                    f"training.grad_cache_chunk_size={grad_cache or 'null'}"]]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
@@ -39,7 +43,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, tiny
     assert proc.stdout.count("run folder:") == 1  # the summary is printed by rank 0 only
     ddp = [e for e in read_log(ddp_dir) if "loss" in e]
 
-    single = train(tiny_recipe(*NO_DROPOUT, "training.per_device_train_batch_size=8"), progress=False,
+    single = train(tiny_recipe(*settings, "training.per_device_train_batch_size=8"), progress=False,
                    output_dir=tmp_path / "single")
     one = [e for e in read_log(single.run_dir) if "loss" in e]
 
@@ -49,6 +53,11 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, tiny
     assert ddp[0]["grad_norm"] == pytest.approx(one[0]["grad_norm"], rel=1e-4)  # DDP averaging matches
     assert ddp[0]["epoch"] == one[0]["epoch"]  # same global batch, same number of steps per epoch
     assert ddp[1]["loss"] == pytest.approx(one[1]["loss"], rel=1e-4)
+    if grad_cache is None:
+        results = [json.loads((d / "eval_results.json").read_text()) for d in (ddp_dir, single.run_dir)]
+        metrics = [{r["task"]: r["metrics"] for r in res["results"]} for res in results]
+        assert metrics[0].keys() == {"retrieval"}
+        assert metrics[0] == metrics[1]
 
 
 def _torchrun(recipe: str, sets: list[str], *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
