@@ -49,6 +49,8 @@ class MmzooTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # never pass num_items_in_batch into the model
         check_engine_is_applied(self)
+        if self.is_deepspeed_enabled:
+            gather_zero3_weights_on_save(self.accelerator.state.deepspeed_plugin.deepspeed_config)
         self.grad_cache_chunk_size = grad_cache_chunk_size
         if grad_cache_chunk_size:
             check_grad_cache_support(self.accelerator.unwrap_model(self.model), self.args)
@@ -272,6 +274,23 @@ def check_engine_is_applied(trainer) -> None:
             "would silently be plain DDP. Launch on GPUs, or remove the FSDP setting to train with DDP knowingly "
             "(see the README's scaling guide)"
         )
+
+
+GATHER_ON_SAVE = "stage3_gather_16bit_weights_on_model_save"
+
+
+def gather_zero3_weights_on_save(config: dict) -> None:
+    """ZeRO-3 keeps every parameter sharded; without ``stage3_gather_16bit_weights_on_model_save`` the run
+    folder would end without ``model.safetensors``. mmzoo sets it (and warns when a config turned it off), so
+    the final model is full and loadable whatever the engine; the optimizer state stays in DeepSpeed's format
+    in the checkpoints."""
+    zero = config.setdefault("zero_optimization", {})
+    if zero.get("stage") != 3 or zero.get(GATHER_ON_SAVE) is True:
+        return
+    if zero.get(GATHER_ON_SAVE) is False:
+        logger.warning("deepspeed config: zero_optimization.%s is false; mmzoo sets it to true so that the run "
+                       "folder gets a full model.safetensors (weights gathered on save)", GATHER_ON_SAVE)
+    zero[GATHER_ON_SAVE] = True
 
 
 def check_grad_cache_support(model, args) -> None:
