@@ -83,7 +83,7 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
     out = Path(output_dir or run_dir(recipe))
     with run_lock(out):
         checkpoint = resolve_checkpoint(out, recipe.training.resume if resume is None else resume)
-        if checkpoint is None:
+        if checkpoint is None and int(os.environ.get("RANK", "0")) == 0:  # the others would see rank 0's files
             _prepare_fresh_run_dir(out, recipe.training.overwrite)
         spec = resolve_model_spec(recipe)
         check_image_size(recipe, spec)
@@ -124,7 +124,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from ..builder import build_processor
     from .data import load_run_data
     from .model import build_run_model
-    from .trainer import MmzooTrainer
+    from .trainer import MmzooTrainer, plan_batches
 
     evaluate, publish = services
     started = time.monotonic()
@@ -140,7 +140,10 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     set_seed(seed)  # the model's initialisation does not depend on how much randomness data loading used
     model = build_run_model(recipe, spec, answer_vocab)
     show = (not progress_bars_disabled()) if progress is None else progress
-    args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
+    plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
+    if plan.note:
+        logger.info(plan.note)
+    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -150,7 +153,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
-        grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
+        grad_cache_chunk_size=plan.grad_cache_chunk_size,
     )
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
     if checkpoint_pusher is not None:
@@ -204,7 +207,12 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
-    train_ds = pair_view(data.train, seed, recipe.data.train.streaming, "hash", "data.train")
+    if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
+        from .data import RankStream, pair_columns
+
+        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+    else:
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
     eval_ds = None
     if data.eval is not None:
         eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
@@ -388,7 +396,7 @@ def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
             f"{out} already holds a run ({previous[0].name}...); pass --resume to continue it, "
             "--set training.overwrite=true to replace it, or choose another training.output_dir"
         )
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # global rank 0: one deleter on a shared filesystem
         for path in previous:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
