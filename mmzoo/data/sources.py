@@ -1,6 +1,6 @@
 """Load a data source spec into a ``datasets.Dataset`` (or ``IterableDataset``) with normalised columns.
 
-Output columns: ``image`` (PIL RGB), ``captions`` (list[str]), and ``question`` (str) / ``answers`` (list[str]) /
+Output columns: ``image`` (PIL RGB, see ``mmzoo.data.images``), ``captions`` (list[str]), and ``question`` (str) / ``answers`` (list[str]) /
 ``label`` when the source has them. Builtin datasets come as generated (they already use these names, plus
 their own extra columns). File sources keep only the normalised columns.
 
@@ -370,7 +370,9 @@ def _normalise(raw: RawSource, spec: SourceSpecBase, report: BadSampleReport):
             if report.skipped:
                 logger.warning("%s: skipped %d bad sample(s) (on_bad_sample: skip)", raw.where, report.skipped)
     ds = ds.remove_columns(_BAD)
-    return ds.cast_column("image", datasets.Image(mode="RGB"))
+    from ._rgb_feature import RGBImage
+
+    return ds.cast_column("image", RGBImage())  # RGB without clipping; JPEGs stay lazy for draft decoding
 
 
 class _RowChecker:

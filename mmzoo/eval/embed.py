@@ -49,6 +49,12 @@ def _concat(chunks: list[torch.Tensor], what: str) -> torch.Tensor:
     return torch.cat(chunks)
 
 
+def features(output) -> torch.Tensor:
+    """The embeddings of a ``get_*_features`` result: its ``pooler_output`` (transformers 5 models, mmzoo's), or
+    the tensor itself (models that return bare embeddings)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
 @torch.inference_mode()
 def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, *,
                  normalize: bool = False) -> torch.Tensor:
@@ -64,10 +70,13 @@ def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, 
     Returns:
         A float tensor on the model's device.
     """
-    chunks = []
+    from ..data.images import prepare_pil_images, target_size
+
+    chunks, size = [], target_size(processor)
     for batch in _batches(images, batch_size):
-        inputs = to_model(processor(images=list(batch), return_tensors="pt"), model)
-        chunks.append(model.get_image_features(pixel_values=inputs["pixel_values"]))
+        batch = prepare_pil_images(batch, size)  # lazy JPEGs draft-decoded at >= the input size; any mode to RGB
+        inputs = to_model(processor(images=batch, return_tensors="pt"), model)
+        chunks.append(features(model.get_image_features(pixel_values=inputs["pixel_values"])))
     embeds = _concat(chunks, "images")
     return F.normalize(embeds, dim=-1) if normalize else embeds
 
@@ -92,7 +101,7 @@ def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256, *
     chunks = []
     for batch in _batches(texts, batch_size):
         inputs = to_model(processor(text=list(batch), return_tensors="pt"), model)
-        chunks.append(model.get_text_features(**inputs))
+        chunks.append(features(model.get_text_features(**inputs)))
     embeds = _concat(chunks, "texts")
     return F.normalize(embeds, dim=-1) if normalize else embeds
 

@@ -271,7 +271,10 @@ class VqaCollator:
         kwargs = {"padding": "max_length" if self.max_length else "longest", "truncation": True}
         if self.max_length:
             kwargs["max_length"] = self.max_length
-        images = [row["image"].convert("RGB") if row["image"].mode != "RGB" else row["image"] for row in rows]
+        from ..data.images import prepare_image, target_size
+
+        size = target_size(self.processor)
+        images = [prepare_image(row["image"], size) for row in rows]
         encoded = self.processor(text=[row["question"] for row in rows], images=images, **kwargs)
         batch = {k: encoded[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in encoded}
         labels = torch.zeros(len(rows), len(self.answer_ids))
