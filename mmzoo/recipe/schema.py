@@ -130,6 +130,9 @@ class TrainingSpec(SpecBase):
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="trackers (tensorboard, wandb...)")
     resume: bool | str = Field(False, description="true: latest checkpoint in output_dir; or a checkpoint path")
     dataloader_num_workers: int = Field(0, ge=0)
+    drop_last: bool = Field(
+        False, description="drop each epoch's last incomplete batch instead of padding it with recycled samples"
+    )
     cpu_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads on CPU (torch.set_num_threads); default: torch's choice"
     )
