@@ -159,8 +159,19 @@ def card_data(run: Run, repo_id: str | None = None, license: str | None = None,
 def _datasets(run: Run) -> list[str]:
     """Hub dataset ids named in the recipe's data section or the eval results (built-ins are not Hub ids)."""
     names = [r.get("dataset", {}).get("name") for r in (run.eval_results or {}).get("results", [])]
-    names += _find_values((run.recipe or {}).get("data"), ("dataset", "dataset_id", "path", "name"))
+    names += _recipe_hub_datasets(run.recipe)
     return [n for n in dict.fromkeys(names) if isinstance(n, str) and is_hub_id(n)]
+
+
+def _recipe_hub_datasets(recipe: dict[str, Any] | None) -> list[str]:
+    """Hub ids the recipe's data sources read (each source spec knows its own: ``hub_dataset()``)."""
+    from ..data import DataSpec
+
+    try:
+        data = DataSpec.model_validate((recipe or {}).get("data"))
+    except ValueError:  # not a data section mmzoo can read: name nothing rather than guess
+        return []
+    return [name for source in data.sources() if (name := source.hub_dataset())]
 
 
 def _find_values(node: Any, keys: tuple[str, ...]) -> list[Any]:

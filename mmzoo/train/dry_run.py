@@ -16,6 +16,8 @@ class DryRunReport:
             ``torch.utils.flop_counter.FlopCounterMode`` on a batch of two synthetic samples.
         image_size / seq_len: the synthetic sample's size (text padded to the maximum length: a worst case).
         global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``).
+        data_checks: one line per file-based data source: read, and its first rows decoded (see
+            :func:`check_data`).
     """
 
     recipe_yaml: str
@@ -26,6 +28,7 @@ class DryRunReport:
     seq_len: int
     global_batch: int
     max_steps: int | None
+    data_checks: tuple[str, ...] = ()
 
     @property
     def train_flops_per_sample(self) -> float:
@@ -46,6 +49,7 @@ class DryRunReport:
             run = self.train_flops_per_sample * self.global_batch * self.max_steps
             lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x {self.global_batch} samples per "
                          "device and step)")
+        lines += self.data_checks
         return "\n".join(lines)
 
 
@@ -62,6 +66,7 @@ def dry_run(recipe) -> DryRunReport:
 
     spec = resolve_model_spec(recipe)
     check_image_size(recipe, spec)
+    data_checks = check_data(recipe)
     vqa = recipe.model.head == "vqa"
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
@@ -83,7 +88,30 @@ def dry_run(recipe) -> DryRunReport:
         recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
         forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
         global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps, max_steps=t.max_steps,
+        data_checks=tuple(data_checks),
     )
+
+
+def check_data(recipe, rows: int = 2) -> list[str]:
+    """Read every file-based source of ``recipe.data`` (annotation files parsed, the first ``rows`` rows' images
+    decoded) and describe it; a missing or malformed file raises the loader's :class:`~mmzoo.data.DataError`.
+    Built-in sources are generated, so there is nothing to check."""
+    from pathlib import Path
+
+    from ..data import BuiltinSourceSpec, load_source
+
+    lines = []
+    for role in ("train", "eval"):
+        source = getattr(recipe.data, role)
+        if source is None or isinstance(source, BuiltinSourceSpec):
+            continue
+        probe = source.model_copy(update={"max_samples": rows, "streaming": False, "on_bad_sample": "error"})
+        dataset = load_source(probe, Path(recipe.base_dir or "."))
+        first = dataset[0]
+        lines.append(f"data.{role}: {source.describe()}: readable, first {len(dataset)} row(s) decoded "
+                     f"(columns {', '.join(dataset.column_names)}; image {first['image'].size[0]}x"
+                     f"{first['image'].size[1]})")
+    return lines
 
 
 def _si(flops: float) -> str:
