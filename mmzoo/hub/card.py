@@ -239,7 +239,20 @@ def _context(run: Run, data: ModelCardData, repo_id: str | None) -> dict[str, An
         "recipe_yaml": yaml.safe_dump(recipe, sort_keys=False) if recipe else "",
         "results": [_result_row(r) for r in (run.eval_results or {}).get("results", [])],
         "zero_shot": spec.scores_pairs, "base_models": data.base_model or [],
+        **_peft_context(run),
     }
+
+
+def _peft_context(run: Run) -> dict[str, Any]:
+    """LoRA settings per tower and the trainable / total parameter counts (counted on a meta-device model)."""
+    if not any(e.peft for e in run.spec.encoders):
+        return {"peft": [], "parameters": None}
+    from ..adapters import counts_from_config, peft_summary
+
+    counts = counts_from_config(run.config)
+    return {"peft": peft_summary(run.config),
+            "parameters": {"trainable": f"{counts['trainable']:,}", "total": f"{counts['total']:,}",
+                           "percent": f"{100 * counts['trainable'] / counts['total']:.2f}"}}
 
 
 def _encoder_row(enc) -> dict[str, Any]:
@@ -248,7 +261,8 @@ def _encoder_row(enc) -> dict[str, Any]:
         source += " (with config overrides)"
     projection = enc.projection
     return {"modality": enc.modality, "source": source, "pretrained": enc.pretrained, "pooling": enc.pooling,
-            "freeze": ("yes" if enc.freeze else "no") if isinstance(enc.freeze, bool) else ", ".join(enc.freeze),
+            "freeze": "base weights (LoRA adapters train)" if enc.peft else
+                      ("yes" if enc.freeze else "no") if isinstance(enc.freeze, bool) else ", ".join(enc.freeze),
             "projection": f"{projection.type} → {projection.dim or 'projection_dim'}"}
 
 

@@ -83,19 +83,37 @@ class MmzooModel(MmzooPreTrainedModel):
         )
         self._weights = {o.type: o.weight for o in spec.objectives}
         self.post_init()
+        self._inject_adapters(spec)  # after post_init: LoRA's own initialisation (B = 0) must survive
         self._freeze(spec)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *args, **kwargs):
+        from ..adapters import is_adapter_folder, load_adapters
+
+        if pretrained_model_name_or_path is not None and is_adapter_folder(pretrained_model_name_or_path):
+            return load_adapters(pretrained_model_name_or_path, model_class=cls)  # base + adapter weights
         # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
-        model = super().from_pretrained(*args, **kwargs)
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model._freeze(model.config.model_spec())
         return model
 
     # -- construction helpers -------------------------------------------------------------------------------
+    def _inject_adapters(self, spec) -> None:
+        from ..adapters import inject_lora
+
+        for i, enc in enumerate(spec.encoders):
+            if enc.peft is not None:
+                inject_lora(self.text_tower.model if enc.modality == "text" else self.vision_tower.model, enc,
+                            f"encoders.{i}")
+
     def _freeze(self, spec) -> None:
         for i, enc in enumerate(spec.encoders):
             tower = self.text_tower if enc.modality == "text" else self.vision_tower
+            if enc.peft is not None:
+                from ..adapters import set_lora_trainability
+
+                set_lora_trainability(tower.model, enc)
+                continue
             if enc.freeze is True:
                 tower.model.requires_grad_(False)
                 continue
