@@ -34,6 +34,25 @@ class TowerOutput:
         return F.normalize(self.embeds, dim=-1)
 
 
+def tower_model(hf_config, pooling: str) -> nn.Module:
+    """``AutoModel.from_config(hf_config)``, without the model's pooling layer unless ``pooling == "pooler"``.
+
+    An unused pooler gets no gradient, which breaks DDP with gradient checkpointing (Trainer disables
+    ``find_unused_parameters`` then) and costs the unused-parameter scan otherwise. Models whose class takes
+    ``add_pooling_layer`` (BERT, ViT, ...) are built with ``add_pooling_layer=False``; others keep their
+    parameter-free pooling.
+    """
+    from transformers import AutoModel
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    kwargs = {}
+    if pooling != "pooler":
+        model_class = MODEL_MAPPING.get(type(hf_config), None)
+        if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+            kwargs["add_pooling_layer"] = False
+    return AutoModel.from_config(hf_config, **kwargs)
+
+
 def hidden_size_of(config) -> int:
     for key in ("hidden_size", "d_model", "embed_dim", "width"):
         if isinstance(getattr(config, key, None), int):

@@ -6,14 +6,49 @@ import fnmatch
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 
-from ..encoders.tower import Tower, TowerOutput
+from ..encoders.tower import Tower, TowerOutput, tower_model
 from ..errors import SpecError
 from ..fusion import FUSIONS, ModelDims
 from ..objectives import OBJECTIVES, ObjectiveContext
 from .configuration_mmzoo import MmzooConfig
 from .outputs import MmzooOutput
+
+
+# -- checkpoints of the old 0-d scalar shape --------------------------------------------------------------------
+# Learnable scalars of objectives are (1,) parameters (FSDP / ZeRO refuse 0-d ones); these keys held 0-d tensors in
+# checkpoints written by mmzoo before, and from_pretrained reshapes them on load.
+LEGACY_SCALAR_KEYS = ("objectives.contrastive.logit_scale", "objectives.sigmoid.logit_scale",
+                      "objectives.sigmoid.logit_bias")
+
+
+class ScalarToVector(ConversionOps):
+    """A 0-d tensor becomes shape (1,); any other tensor passes unchanged (so it is its own reverse on save)."""
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        tensors = next(iter(input_dict.values()))
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        return {target_patterns[0]: tensor.reshape(1) if tensor.dim() == 0 else tensor}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+def _register_legacy_scalar_conversion() -> None:
+    for model_type in ("mmzoo", "mmzoo_siglip"):
+        register_checkpoint_conversion_mapping(
+            model_type, [WeightConverter(key, key, operations=[ScalarToVector()]) for key in LEGACY_SCALAR_KEYS],
+            overwrite=True,
+        )
+
+
+_register_legacy_scalar_conversion()
 
 
 class MmzooPreTrainedModel(PreTrainedModel):
@@ -25,12 +60,35 @@ class MmzooPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = False
+    # checkpoints written before towers were built without unused poolers hold pooler weights: drop them silently
+    _keys_to_ignore_on_load_unexpected = [r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\."]
 
     def _init_weights(self, module: nn.Module) -> None:
         """mmzoo-owned modules only: towers are PreTrainedModels and keep their own initialisation."""
         super()._init_weights(module)
         if hasattr(module, "_reset_mmzoo_parameters"):
             module._reset_mmzoo_parameters()
+
+
+def no_split_modules(model: nn.Module) -> set[str]:
+    """Class names never to split across devices / to wrap one by one under FSDP: what every HF sub-model (towers,
+    teachers) declares in its ``_no_split_modules``, plus mmzoo's own transformer layers (fusion, caption decoder).
+
+    transformers collects ``_no_split_modules`` from direct children only, and the towers sit inside ``Tower``
+    wrappers, so the model gathers them itself.
+    """
+    names: set[str] = set()
+    for module in model.modules():
+        if module is model:
+            continue
+        if isinstance(module, PreTrainedModel):
+            names.update(module._no_split_modules or ())
+        elif isinstance(module, GradientCheckpointingLayer) and type(module).__module__.startswith(_PACKAGE):
+            names.add(type(module).__name__)
+    return names
+
+
+_PACKAGE = __name__.split(".")[0]
 
 
 def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelDims:
@@ -69,12 +127,12 @@ class MmzooModel(MmzooPreTrainedModel):
         spec = config.model_spec()
         text_spec, image_spec = spec.encoder("text"), spec.encoder("image")
         self.text_tower = Tower(
-            AutoModel.from_config(config.text_config), "text", text_spec.pooling, text_spec.projection,
+            tower_model(config.text_config, text_spec.pooling), "text", text_spec.pooling, text_spec.projection,
             spec.projection_dim_of("text"),
         )
         self.vision_tower = Tower(
-            AutoModel.from_config(config.vision_config), "image", image_spec.pooling, image_spec.projection,
-            spec.projection_dim_of("image"),
+            tower_model(config.vision_config, image_spec.pooling), "image", image_spec.pooling,
+            image_spec.projection, spec.projection_dim_of("image"),
         )
         self.dims = model_dims(config, self.text_tower.width, self.vision_tower.width)
         self.fusion = FUSIONS.get(spec.fusion.type)(spec.fusion, self.dims, config)
@@ -82,6 +140,7 @@ class MmzooModel(MmzooPreTrainedModel):
             {o.type: OBJECTIVES.get(o.type)(o, self.dims, self.fusion) for o in spec.objectives}
         )
         self._weights = {o.type: o.weight for o in spec.objectives}
+        self._no_split_modules = no_split_modules(self)
         self.post_init()
         self._inject_adapters(spec)  # after post_init: LoRA's own initialisation (B = 0) must survive
         self._freeze(spec)
@@ -93,9 +152,10 @@ class MmzooModel(MmzooPreTrainedModel):
         if pretrained_model_name_or_path is not None and is_adapter_folder(pretrained_model_name_or_path):
             return load_adapters(pretrained_model_name_or_path, model_class=cls)  # base + adapter weights
         # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
         model._freeze(model.config.model_spec())
-        return model
+        return loaded
 
     # -- construction helpers -------------------------------------------------------------------------------
     def _inject_adapters(self, spec) -> None:
@@ -127,6 +187,14 @@ class MmzooModel(MmzooPreTrainedModel):
                     )
                 for p in hits:
                     p.requires_grad_(False)
+
+    # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's token embeddings."""
+        return self.text_tower.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_tower.model.set_input_embeddings(value)
 
     # -- encoders ---------------------------------------------------------------------------------------------
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor | None = None,

@@ -41,17 +41,27 @@ class TrainingLogCallback(TrainerCallback):
 
 
 class HubCheckpointCallback(TrainerCallback):
-    """Pushes each saved checkpoint to the branch ``step-<N>`` of ``hub.repo_id`` (``hub.push_checkpoints``)."""
+    """Pushes each saved checkpoint to the branch ``step-<N>`` of ``hub.repo_id`` (``hub.push_checkpoints``)
+    through ``publish(folder, hub, revision=..., commit_message=..., checkpoint=True)``. A push that still
+    fails after the client's retries is logged as a warning and training goes on (the final push, done by
+    the run itself, fails loudly)."""
 
-    def __init__(self, hub) -> None:
-        self.hub = hub
+    def __init__(self, hub, publish) -> None:
+        self.hub, self.publish = hub, publish
+        self.failed: list[int] = []  # steps whose checkpoint could not be pushed
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from ..hub.push import push_run
+        from ..errors import MmzooError
 
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        push_run(checkpoint, self.hub.repo_id, private=self.hub.private, revision=f"step-{state.global_step}",
-                 commit_message=f"checkpoint at step {state.global_step}", remote_code=self.hub.remote_code)
+        try:
+            self.publish(checkpoint, self.hub, revision=f"step-{state.global_step}",
+                         commit_message=f"checkpoint at step {state.global_step}", checkpoint=True)
+        except MmzooError as err:
+            self.failed.append(state.global_step)
+            logger.warning("checkpoint push of step %d failed; training goes on (the checkpoint stays in %s): %s",
+                           state.global_step, checkpoint, err)
+            return
         logger.info("pushed %s to %s@step-%d", checkpoint, self.hub.repo_id, state.global_step)

@@ -71,6 +71,12 @@ class MmzooTrainer(Trainer):
         target.load_state_dict(loaded.state_dict(), strict=True)
         return None
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, marked complete before older ones rotate (see :mod:`mmzoo.train.checkpoints`)."""
+        from .checkpoints import save_checkpoint
+
+        save_checkpoint(self, super()._save_checkpoint, model, trial)
+
     def _load_best_model(self) -> None:
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             return super()._load_best_model()
