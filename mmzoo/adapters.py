@@ -33,19 +33,15 @@ ADAPTER_INFO = "mmzoo_adapters.json"
 ADAPTER_NAME = "default"
 LORA_MARKER = ".lora_"
 
-# Tower family (HF model_type) -> the attention query / value projections LoRA adapts by default.
-_QV = ("query", "value")
-_QV_PROJ = ("q_proj", "v_proj")
-DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "mpnet", "vit", "deit",
-                     "beit", "dinov2", "swin", "yolos", "ast", "vivit", "videomae"), _QV),
-    **dict.fromkeys(("clip_text_model", "clip_vision_model", "siglip_text_model", "siglip_vision_model",
-                     "siglip2_text_model", "siglip2_vision_model", "whisper", "wav2vec2", "hubert",
-                     "clap_text_model", "clap_audio_model", "bart", "opt", "llama", "mistral"), _QV_PROJ),
-    "distilbert": ("q_lin", "v_lin"),
-    "gpt2": ("c_attn",),
-    "t5": ("q", "v"),
-}
+# Attention query / value projection names LoRA adapts by default: the first pair a tower has (by the leaf
+# names of its nn.Linear modules; the names differ between families and transformers versions).
+DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (
+    ("query", "value"),  # BERT, RoBERTa, ELECTRA ... (and ViT before transformers 5)
+    ("q_proj", "v_proj"),  # CLIP, SigLIP, ViT (transformers 5), Whisper, wav2vec2, CLAP ...
+    ("q_lin", "v_lin"),  # DistilBERT
+    ("q", "v"),  # T5
+    ("c_attn",),  # GPT-2 (fused qkv)
+)
 
 
 def _require_peft():
@@ -57,37 +53,41 @@ def _require_peft():
     return peft
 
 
-def target_modules(enc, model_type: str, where: str) -> list[str]:
-    """The spec's ``peft.target_modules``, or the default of the tower family ``model_type``."""
+def linear_names(tower_model: torch.nn.Module) -> list[str]:
+    import torch
+
+    return sorted({n.rsplit(".", 1)[-1] for n, m in tower_model.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def target_modules(enc, tower_model: torch.nn.Module, where: str) -> list[str]:
+    """The spec's ``peft.target_modules``, or the first :data:`DEFAULT_TARGETS` pair the tower has."""
     if enc.peft.target_modules:
         return list(enc.peft.target_modules)
-    if model_type in DEFAULT_TARGETS:
-        return list(DEFAULT_TARGETS[model_type])
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+    names = set(linear_names(tower_model))
+    for pair in DEFAULT_TARGETS:
+        if set(pair) <= names:
+            return list(pair)
+    raise BuildError(f"{where}.peft.target_modules: no default LoRA targets for a {tower_model.config.model_type!r} "
+                     f"tower (its linear modules are named {sorted(names)}); list the linear modules to adapt, "
+                     "e.g. target_modules: [query, value]")
 
-    if model_type in PEFT_DEFAULTS:
-        return list(PEFT_DEFAULTS[model_type])
-    raise BuildError(f"{where}.peft.target_modules: no default LoRA targets for a {model_type!r} tower; list the "
-                     "linear modules to adapt, e.g. target_modules: [query, value]")
 
-
-def lora_config(enc, model_type: str, where: str):
-    """The ``peft.LoraConfig`` of an encoder spec's ``peft:`` block."""
+def lora_config(enc, tower_model: torch.nn.Module, where: str):
+    """The ``peft.LoraConfig`` of an encoder spec's ``peft:`` block for ``tower_model``."""
     peft = _require_peft()
     return peft.LoraConfig(r=enc.peft.r, lora_alpha=enc.peft.alpha, lora_dropout=enc.peft.dropout,
-                           target_modules=target_modules(enc, model_type, where), bias=enc.peft.bias)
+                           target_modules=target_modules(enc, tower_model, where), bias=enc.peft.bias)
 
 
 def inject_lora(tower_model: torch.nn.Module, enc, where: str) -> None:
     """Add the LoRA layers of ``enc.peft`` to an HF tower model, in place."""
     peft = _require_peft()
-    config = lora_config(enc, tower_model.config.model_type, where)
+    config = lora_config(enc, tower_model, where)
     try:
         peft.inject_adapter_in_model(config, tower_model, adapter_name=ADAPTER_NAME)
     except ValueError as err:  # e.g. target modules not found
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in tower_model.named_modules()
-                        if isinstance(m, __import__("torch").nn.Linear)})
-        raise BuildError(f"{where}.peft: {err}; linear modules of this tower are named {names}") from None
+        raise BuildError(f"{where}.peft: {err}; linear modules of this tower are named "
+                         f"{linear_names(tower_model)}") from None
 
 
 def set_lora_trainability(tower_model: torch.nn.Module, enc) -> None:
@@ -235,34 +235,23 @@ def peft_settings(spec) -> dict[str, dict[str, Any]]:
     return {e.modality: e.peft.to_dict() for e in spec.encoders if e.peft is not None}
 
 
-def counts_from_config(config: dict[str, Any]) -> dict[str, int]:
-    """:func:`parameter_counts` of the model a saved ``config.json`` describes, built on the meta device (no
-    weights are read or allocated)."""
+def card_facts(config: dict[str, Any]) -> dict[str, Any]:
+    """For model cards, from a saved ``config.json`` (the model is built on the meta device: no weights are read
+    or allocated): ``{"peft": [{"modality", "settings"}], "parameters": {"trainable", "total"}}`` with each LoRA
+    tower's target modules as applied (family defaults spelled out)."""
     import torch
 
     from .modeling import MmzooConfig, MmzooModel
 
     with torch.device("meta"):
         model = MmzooModel(MmzooConfig.from_dict(config))
-    return parameter_counts(model)
-
-
-def peft_summary(config: dict[str, Any]) -> list[dict[str, str]]:
-    """One ``{"modality", "settings"}`` row per LoRA tower of a saved ``config.json`` (for model cards), with the
-    target modules resolved (family defaults spelled out)."""
-    from .specs import ModelSpec
-
-    spec = ModelSpec.from_dict(config["spec"])
     rows = []
-    for i, enc in enumerate(spec.encoders):
+    for enc in model.config.model_spec().encoders:
         if enc.peft is None:
             continue
-        tower_config = config.get("text_config" if enc.modality == "text" else "vision_config") or {}
-        try:
-            targets = target_modules(enc, tower_config.get("model_type", ""), f"encoders.{i}")
-        except BuildError:
-            targets = ["?"]
+        tower = model.text_tower.model if enc.modality == "text" else model.vision_tower.model
+        targets = sorted(tower.peft_config[ADAPTER_NAME].target_modules)
         p = enc.peft
         rows.append({"modality": enc.modality, "settings": f"{p.type} r={p.r} alpha={p.alpha:g} dropout={p.dropout:g} "
                                                           f"bias={p.bias} target_modules={','.join(targets)}"})
-    return rows
+    return {"peft": rows, "parameters": parameter_counts(model)}

@@ -247,10 +247,11 @@ def _peft_context(run: Run) -> dict[str, Any]:
     """LoRA settings per tower and the trainable / total parameter counts (counted on a meta-device model)."""
     if not any(e.peft for e in run.spec.encoders):
         return {"peft": [], "parameters": None}
-    from ..adapters import counts_from_config, peft_summary
+    from ..adapters import card_facts
 
-    counts = counts_from_config(run.config)
-    return {"peft": peft_summary(run.config),
+    facts = card_facts(run.config)
+    counts = facts["parameters"]
+    return {"peft": facts["peft"],
             "parameters": {"trainable": f"{counts['trainable']:,}", "total": f"{counts['total']:,}",
                            "percent": f"{100 * counts['trainable'] / counts['total']:.2f}"}}
 

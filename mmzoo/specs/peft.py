@@ -29,9 +29,9 @@ class LoraSpec(SpecBase):
         r: rank of the update.
         alpha: scaling numerator (the update is scaled by ``alpha / r``).
         dropout: dropout on the LoRA branch's input.
-        target_modules: names (or suffixes) of the ``nn.Linear`` modules to adapt; ``None`` = the attention
-            query and value projections of the tower's family (``query``/``value`` for BERT and ViT,
-            ``q_proj``/``v_proj`` for CLIP, SigLIP, Whisper, wav2vec2 ...; see ``mmzoo.adapters.DEFAULT_TARGETS``).
+        target_modules: names (or suffixes) of the ``nn.Linear`` modules to adapt; ``None`` = the tower's
+            attention query and value projections, by the names its family uses (``query``/``value`` for BERT,
+            ``q_proj``/``v_proj`` for ViT, CLIP, SigLIP, Whisper, wav2vec2 ...; see ``mmzoo.adapters.DEFAULT_TARGETS``).
         bias: which biases train: ``none``, ``lora_only`` or ``all`` (of the tower).
     """
 
