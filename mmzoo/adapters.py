@@ -207,9 +207,17 @@ def load_adapters(folder: str | Path, model_class=None, base=None, **from_pretra
     model_class = model_class or MmzooModel
     base = base if base is not None else info.get("base_model")
     if base is None:
+        import logging
+
         from .builder import build_model
 
-        model = build_model(config.model_spec(), model_class=model_class, answer_vocab=config.answer_vocab)
+        builder_log = logging.getLogger("mmzoo.builder")
+        level = builder_log.level
+        builder_log.setLevel(logging.ERROR)  # its "freshly initialised projections" warning: the adapters hold them
+        try:
+            model = build_model(config.model_spec(), model_class=model_class, answer_vocab=config.answer_vocab)
+        finally:
+            builder_log.setLevel(level)
     elif isinstance(base, (str, Path)):
         model = model_class.from_pretrained(base, **from_pretrained_kwargs)
     else:
