@@ -83,3 +83,14 @@ def describe_source(spec, dataset) -> tuple[dict[str, Any], dict[str, Any]]:
                  "split": str(split) if split is not None else None,
                  "revision": str(version) if version is not None else None}, {})
     return spec.dataset_info()
+
+
+def indexed_rows(dataset, columns: tuple[str, ...], max_samples: int | None = None):
+    """The first ``max_samples`` rows of map-style ``dataset`` with only ``columns`` (for index access by the
+    ranks of a distributed evaluation, see :func:`mmzoo.eval.embed.map_sharded`)."""
+    data = dataset.select_columns(list(columns))
+    if max_samples is not None and max_samples < len(data):
+        data = data.select(range(max_samples))
+    if len(data) == 0:
+        raise EvaluationError("the evaluation data is empty (0 rows); check the source, its split and max_samples.")
+    return data
