@@ -11,9 +11,8 @@ from torch import Tensor, nn
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..utils.attention import attend
-
 from ..encoders.pooling import POOLERS
+from ..utils.attention import attend
 
 # tower pooling -> how a fusion summarises that modality's fused token states into its pair embedding
 _PAIR_POOLING = {"mean": "mean", "max": "max"}  # every other tower pooling reads the first token (CLS)

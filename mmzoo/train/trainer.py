@@ -48,6 +48,9 @@ class MmzooTrainer(Trainer):
     def __init__(self, *args, grad_cache_chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # never pass num_items_in_batch into the model
+        # batches carry tensors only (no `return_loss` flag): compute_loss asks the model for its loss, so Trainer's
+        # prediction_step must know an evaluation batch has one (it inspects forward's default, None, otherwise)
+        self.can_return_loss = True
         check_engine_is_applied(self)
         if self.is_deepspeed_enabled:
             gather_zero3_weights_on_save(self.accelerator.state.deepspeed_plugin.deepspeed_config)
