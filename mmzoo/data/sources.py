@@ -116,7 +116,7 @@ def load_source(
     base = Path(base_dir).expanduser().resolve()
     if isinstance(spec, BuiltinSourceSpec):
         return _load_builtin(spec)
-    raw = SOURCE_LOADERS.get(spec.source)(spec, base, cache_dir)
+    raw = spec.load_raw(base, cache_dir)
     report = BadSampleReport(raw.where)
     dataset = _normalise(raw, spec, report)
     setattr(dataset, _REPORT_ATTR, report)

@@ -156,20 +156,38 @@ class MmzooModel(MmzooPreTrainedModel):
         self._no_split_modules = no_split_modules(self)
         self.post_init()
         self._sync_attn_implementation()
+        self._inject_adapters(spec)  # after post_init: LoRA's own initialisation (B = 0) must survive
         self._freeze(spec)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *args, **kwargs):
+        from ..adapters import is_adapter_folder, load_adapters
+
+        if pretrained_model_name_or_path is not None and is_adapter_folder(pretrained_model_name_or_path):
+            return load_adapters(pretrained_model_name_or_path, model_class=cls)  # base + adapter weights
         # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
-        loaded = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
         model._freeze(model.config.model_spec())
         return loaded
 
     # -- construction helpers -------------------------------------------------------------------------------
+    def _inject_adapters(self, spec) -> None:
+        from ..adapters import inject_lora
+
+        for i, enc in enumerate(spec.encoders):
+            if enc.peft is not None:
+                inject_lora(self.text_tower.model if enc.modality == "text" else self.vision_tower.model, enc,
+                            f"encoders.{i}")
+
     def _freeze(self, spec) -> None:
         for i, enc in enumerate(spec.encoders):
             tower = self.text_tower if enc.modality == "text" else self.vision_tower
+            if enc.peft is not None:
+                from ..adapters import set_lora_trainability
+
+                set_lora_trainability(tower.model, enc)
+                continue
             if enc.freeze is True:
                 tower.model.requires_grad_(False)
                 continue

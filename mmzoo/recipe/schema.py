@@ -127,6 +127,10 @@ class TrainingSpec(SpecBase):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps; default only at the end")
     save_steps: int | None = Field(500, ge=1, description="checkpoint every N steps; null: no checkpoints")
     save_total_limit: int | None = Field(None, ge=1)
+    save_adapters: bool = Field(
+        False, description="also write <output_dir>/adapters: the LoRA adapters and every weight not loaded from a "
+                           "pretrained source (mmzoo.save_adapters); load it with AutoModel.from_pretrained"
+    )
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="trackers (tensorboard, wandb...)")
     resume: bool | str = Field(False, description="true: latest checkpoint in output_dir; or a checkpoint path")
     dataloader_num_workers: int = Field(0, ge=0)

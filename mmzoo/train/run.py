@@ -271,6 +271,11 @@ def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: fl
     else:
         metrics = trainer.run_evaluation_hook()
     files = save_final_model(trainer, out)  # config.json, model.safetensors, processor: staged, then moved
+    if recipe.training.save_adapters and trainer.is_world_process_zero():
+        from ..adapters import save_adapters
+
+        save_adapters(trainer.model, out / "adapters", trainer.processing_class)
+        files.append("adapters")
     results: dict[str, Any] = {"results": []}
     if trainer.is_world_process_zero():
         results = {**(trainer.last_evaluation or {}), "trainer_metrics": metrics, "bad_samples": skipped}
