@@ -54,6 +54,10 @@ class Fusion(nn.Module):
     def forward(self, text, image, inputs: dict[str, Tensor] | None = None) -> FusionOutput:
         raise NotImplementedError
 
+    def apply_trainability(self) -> None:
+        """Set ``requires_grad`` of this fusion's parameters from its spec (called by the model's
+        ``apply_trainability`` on construction and after loading). Default: everything trains."""
+
 
 def transformer_width(spec, dims: ModelDims) -> int:
     """Width of a transformer fusion: ``spec.hidden_size``, else the text tower's; must divide into heads."""

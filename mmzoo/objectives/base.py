@@ -60,5 +60,9 @@ class Objective(nn.Module):
         """(B_img, B_txt) logits from L2-normalised embeddings, or None if this objective does not score pairs."""
         return None
 
+    def apply_trainability(self) -> None:
+        """Set ``requires_grad`` of this objective's parameters from its spec (called by the model's
+        ``apply_trainability`` on construction and after loading). Default: everything trains."""
+
     def _reset_mmzoo_parameters(self) -> None:
         """Re-initialise parameters that are not Linear/Embedding/LayerNorm (called by the model's init)."""

@@ -22,9 +22,11 @@ import torch
 from transformers import PreTrainedModel, Trainer
 
 from ..errors import RecipeError
+from ..specs import OBJECTIVE_SPECS
 from .data import EpochSampler
 
-GRAD_CACHE_OBJECTIVES = {"contrastive", "sigmoid"}  # objectives that only need the two embeddings
+# objectives that only need the two embeddings (declared on their spec classes)
+GRAD_CACHE_OBJECTIVES = {tag for tag, cls in OBJECTIVE_SPECS.items() if cls.embeddings_only}
 
 
 class MmzooTrainer(Trainer):
