@@ -24,6 +24,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import ModelOutput
 
 from ..errors import SpecError
+from ..fusion.layers import MlpHead
 from ..objectives.captioning import caption_loss
 from .auto import EXTRA_MODEL_CLASSES
 from .configuration_mmzoo import MmzooConfig
@@ -204,9 +205,7 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         config.label2id = {answer: i for i, answer in enumerate(config.answer_vocab)}
         super().__init__(config)
         width, answers = self.fusion.pair_dim, len(config.answer_vocab)
-        self.vqa_head = nn.Sequential(
-            nn.Linear(width, 2 * width), nn.GELU(), nn.LayerNorm(2 * width), nn.Linear(2 * width, answers)
-        )
+        self.vqa_head = MlpHead(width, 2 * width, answers, norm=True)
         self.post_init()  # initialises the new head only: modules initialised above are skipped
 
     def forward(
