@@ -7,10 +7,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._registry import Registry
+from ..specs.fusion import FUSION_COMPONENTS
 
-# tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig
-FUSIONS: Registry[type[Fusion]] = Registry("fusion module")
+# tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig: the builder side of
+# the one fusion registry (its spec side is mmzoo.specs.FUSION_SPECS)
+FUSIONS = FUSION_COMPONENTS.builders
 
 
 @dataclass(frozen=True)

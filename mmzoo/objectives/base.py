@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from .._registry import Registry
+from ..specs.objectives import OBJECTIVE_COMPONENTS
 from ..fusion.base import FusionOutput, ModelDims
 
 if TYPE_CHECKING:
     from ..encoders.tower import TowerOutput
 
 # tag -> Objective subclass, constructed as cls(spec, dims, fusion)
-OBJECTIVES: Registry[type[Objective]] = Registry("objective module")
+# the builder side of the one objective registry (its spec side is mmzoo.specs.OBJECTIVE_SPECS)
+OBJECTIVES = OBJECTIVE_COMPONENTS.builders
 
 
 @dataclass

@@ -11,10 +11,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._registry import Registry
+from .._registry import ComponentRegistry
 from .base import SpecBase
 
-OBJECTIVE_SPECS: Registry[type[ObjectiveSpecBase]] = Registry("objective type")
+# one entry per objective tag: spec class (+ its declared capabilities) and, once mmzoo.objectives is imported,
+# builder
+OBJECTIVE_COMPONENTS = ComponentRegistry("objective")
+OBJECTIVE_SPECS = OBJECTIVE_COMPONENTS.specs
 
 
 class ObjectiveSpecBase(SpecBase):
