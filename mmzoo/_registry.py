@@ -101,7 +101,8 @@ class _View(Registry):
 
     @property
     def _entries(self) -> dict:  # type: ignore[override]
-        return {t: getattr(c, self._field) for t, c in self._owner.entries.items() if getattr(c, self._field) is not None}
+        field = self._field
+        return {t: getattr(c, field) for t, c in self._owner.entries.items() if getattr(c, field) is not None}
 
     @_entries.setter
     def _entries(self, value) -> None:  # Registry.__init__ assigns it; the entries live in the owner

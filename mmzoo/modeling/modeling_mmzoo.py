@@ -66,7 +66,9 @@ class MmzooPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     # checkpoints written before towers were built without unused poolers hold pooler weights: drop them silently
-    _keys_to_ignore_on_load_unexpected = [r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\."]
+    _keys_to_ignore_on_load_unexpected = [
+        r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\.",
+    ]
 
     def set_attn_implementation(self, attn_implementation, *args, **kwargs):
         super().set_attn_implementation(attn_implementation, *args, **kwargs)
