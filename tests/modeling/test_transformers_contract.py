@@ -15,9 +15,9 @@ the cache gets minimal stand-ins for them (``STANDINS`` below): an empty ``Expor
 (``generate()`` is tested by ``tests/modeling/test_heads.py`` and ``test_generate_*`` here instead) and an empty
 ``config_common_kwargs`` (``ConfigTester`` skips that check for composite configs anyway).
 
-Runtime: the default suite runs the mixin on the dual encoder and the captioning head (the classes with the most
-distinct code paths: towers only, and mmzoo's own decoder layers) plus ``ConfigTester``; the other classes run
-under ``-m slow``.
+Runtime: the default suite runs the mixin on the dual encoder (MmzooModel) and the captioning head (the classes
+with the most distinct code paths: towers only, and mmzoo's own decoder layers) plus ``ConfigTester``; the zero-shot
+head, the sigmoid, co-attention and cross-attention models and the VQA head run under ``-m slow``.
 
 Skips, each justified for a composite vision-text model (the same ones transformers' CLIP / SigLIP / BLIP tests
 make), are in ``COMPOSITE_SKIPS`` with their reason.
@@ -270,7 +270,13 @@ slow = pytest.mark.slow
 
 class DualEncoderContractTest(_ContractTest, unittest.TestCase):
     kind = "clip"
-    model_classes = (MmzooModel, MmzooForZeroShotImageClassification)
+    model_classes = (MmzooModel,)
+
+
+@slow
+class ZeroShotHeadContractTest(_ContractTest, unittest.TestCase):
+    kind = "clip"
+    model_classes = (MmzooForZeroShotImageClassification,)
 
 
 @slow
