@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -138,6 +139,17 @@ def test_streaming_skips_are_counted_and_reported(tmp_path, capsys):
     assert "data.train: skipped 2 bad sample(s) (on_bad_sample: skip)" in capsys.readouterr().out
     report = json.loads((run / "eval_results.json").read_text())["bad_samples"]["train"]
     assert report["skipped"] == 2 and "bad0.png" in report["examples"][0]
+
+
+def test_a_run_that_failed_before_writing_anything_does_not_block_the_next(tmp_path):
+    path = _json_data(tmp_path, 0, 3)
+    sets = [f"training.output_dir={tmp_path / 'run'}"]
+    with pytest.raises(DataError, match="all 3 rows are bad"):
+        train(load_recipe(path, sets), progress=False)
+    assert json.loads((tmp_path / "run" / "mmzoo_run.json").read_text())["status"] == "running"
+    shutil.rmtree(tmp_path / "data")
+    _json_data(tmp_path, 4, 0)  # the data fixed: the same command now trains, no --resume / overwrite needed
+    assert train(load_recipe(path, sets), progress=False).global_step == 2
 
 
 # -- item 12: no absolute local path in the published recipe --------------------------------------------------
