@@ -262,4 +262,4 @@ def test_validation_errors_are_redacted_and_bounded(tmp_path, case, content, key
     message = str(info.value)
     assert key in message
     assert TOKEN not in message and "hunter2" not in message
-    assert len(message) < 2000, len(message)
+    assert len(message) < 2000 and max(map(len, message.splitlines())) < 600, message[:3000]
