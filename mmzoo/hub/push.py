@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import yaml
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalTokenNotFoundError,
@@ -30,17 +30,20 @@ from ..utils.files import CHECKPOINT_MARKER, RUN_STATUS, checkpoint_problem, saf
 from ..utils.hub_ids import repo_id_problem
 from ..utils.logging import get_logger
 from ..version import __version__
-from .card import Run, eval_result_files, is_generated_card, load_run, render_card
+from .card import PICTURES, Run, eval_result_files, is_generated_card, load_run, render_card
+from .facts import RUN_INFO, default_commit_message
 from .remote_code import remote_code_files
 
 logger = get_logger(__name__)
+PICTURE_FILES = tuple(file for file, _ in PICTURES)  # loss curve and examples, shown in the card
+RESULT_FILES = frozenset({"eval_results.json", RUN_INFO, *PICTURE_FILES})  # true of one set of weights only
 
 # top-level run files that belong on the Hub (checkpoint-*/ folders and training logs never do)
 PUSHED_PATTERNS = (
     "config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
     "processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
-    "chat_template.jinja", "eval_results.json",
+    "chat_template.jinja", "eval_results.json", RUN_INFO, *PICTURE_FILES,
 )
 
 
@@ -73,7 +76,8 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
         repo_id: ``namespace/name`` on the Hub; created (``private``) if missing.
         private: visibility of a newly created repo (an existing repo keeps its visibility).
         revision: branch to commit to (e.g. ``step-1000``), created from ``main`` if missing; default ``main``.
-        commit_message: default ``"Upload <spec name> with mmzoo <version>"``.
+        commit_message: default from the run: ``"Upload <run name> (<model>, <N> steps, <M> samples) with mmzoo
+            <version>"`` (see :func:`mmzoo.hub.facts.default_commit_message`).
         overwrite_card: replace a README.md that someone edited on the Hub.
         remote_code: also upload mmzoo's modeling code, flattened (see :mod:`mmzoo.hub.remote_code`), and an
             ``auto_map`` in ``config.json``/``processor_config.json``, so that
@@ -104,7 +108,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
             created = True
         if revision is not None:
             _retry(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), "branch creation")
-        card = str(render_card(run, repo_id))
+        card = str(render_card(run, repo_id, license=license, tags=tags, remote_code=remote_code))
         keep_card = not overwrite_card and _retry(lambda: _edited_remote_card(api, repo_id, target), "card lookup")
         payloads: dict[str, bytes] = {**{name: path.read_bytes() for name, path in files.items()},
                                       **{p: t.encode() for p, t in eval_result_files(run).items()}}
@@ -115,13 +119,22 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
             payloads["README.md"] = card.encode()
         _check_no_token(payloads, token)
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in sorted(payloads.items())]
-        message = commit_message or f"Upload {run.spec.name} with mmzoo {__version__}"
+        if not created:  # a branch starts as a copy of main: drop results that describe other weights
+            present = _retry(lambda: api.list_repo_files(repo_id, revision=target), "file listing")
+            operations += [CommitOperationDelete(path_in_repo=f) for f in stale_results(present, payloads)]
+        message = commit_message or default_commit_message(run.spec, run.info, __version__)
         info = _retry(lambda: api.create_commit(repo_id, operations, revision=revision, commit_message=message),
                       "commit")
     if keep_card:
         logger.warning("kept the edited README.md of %s@%s; pass overwrite_card=True to replace it", repo_id, target)
     logger.info("pushed %d files to %s@%s (%s)", len(payloads), repo_id, target, info.oid)
     return PushResult(repo_id, target, info.commit_url, info.oid, sorted(payloads), keep_card)
+
+
+def stale_results(present: list[str], payloads: dict[str, bytes]) -> list[str]:
+    """Files on the branch that describe a particular model's weights (results, run facts, pictures) and that
+    this push does not replace: left in place, they would describe other weights than the ones pushed."""
+    return sorted(f for f in present if f not in payloads and (f in RESULT_FILES or f.startswith(".eval_results/")))
 
 
 def check_repo_id(repo_id: str) -> None:
