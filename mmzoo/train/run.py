@@ -164,10 +164,13 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except ValueError as err:  # accelerate, when a streamed source yields no row at all
-        if "does not contain any data" not in str(err):
-            raise
-        raise no_training_data(current_skips(data)) from None
+    except (ValueError, RecipeError) as err:  # a streamed source that yielded no row at all
+        skipped = current_skips(data)
+        if trainer.state.global_step == 0 and skipped.get("train"):
+            raise no_training_data(skipped) from err
+        if "does not contain any data" in str(err):  # accelerate's words for an empty stream
+            raise no_training_data(skipped) from None
+        raise
     return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish)
 
 
@@ -295,8 +298,7 @@ def resumed_step(checkpoint: Path) -> int | str:
 def write_card_material(trainer, recipe, out: Path) -> list[str]:
     """``run_info.json`` (wall time, hardware, samples, final losses), the captioning head's
     ``generation_config.json`` and the run's pictures (with matplotlib); returns the file names written."""
-    import importlib
-
+    from ..hub import pictures  # a higher layer, imported when the run ends (matplotlib is optional)
     from .run_info import run_info, write_run_info
 
     started = getattr(trainer, "mmzoo_run_started", None)
@@ -309,7 +311,6 @@ def write_card_material(trainer, recipe, out: Path) -> list[str]:
 
         caption_generation_config(model.config).save_pretrained(out)
         written.append("generation_config.json")
-    pictures = importlib.import_module("mmzoo.hub.pictures")  # a higher layer, imported when the run ends
     written += [p.name for p in pictures.write_pictures(out, trainer.state.log_history, model,
                                                         trainer.processing_class,
                                                         getattr(trainer, "mmzoo_eval_data", None))]
