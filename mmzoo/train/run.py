@@ -406,8 +406,8 @@ def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
     """A fresh run needs a folder without a previous run; ``overwrite`` removes what mmzoo wrote there (its
     files and ``checkpoint-N`` folders), never anything else."""
     previous = owned_paths(out)
-    if not previous:
-        return
+    if not [p for p in previous if p.name != RUN_STATUS]:
+        return  # at most the status of a run that failed before writing anything: start over
     if not overwrite:
         raise RecipeError(
             f"{out} already holds a run ({previous[0].name}...); pass --resume to continue it, "
