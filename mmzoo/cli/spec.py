@@ -8,7 +8,7 @@ import json
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("validate", help="validate a spec file (or preset) and print it with defaults")
     p.add_argument("spec", help="spec YAML/JSON path or preset name")
-    p.set_defaults(func=_validate)
+    p.set_defaults(func=_validate, needs_models=False)
 
     p = subparsers.add_parser("build", help="build a spec or preset and save config, weights and processor")
     p.add_argument("spec", help="spec YAML/JSON path or preset name")
@@ -19,11 +19,11 @@ def add_parser(subparsers) -> None:
     zoo = p.add_subparsers(dest="zoo_command", required=True)
     z = zoo.add_parser("list", help="list preset names")
     z.add_argument("pattern", nargs="?", default="*")
-    z.set_defaults(func=_zoo_list)
+    z.set_defaults(func=_zoo_list, needs_models=False)
 
     p = subparsers.add_parser("schema", help="print the JSON Schema of model specs (or recipes)")
     p.add_argument("kind", nargs="?", choices=["model", "recipe"], default="model")
-    p.set_defaults(func=_schema)
+    p.set_defaults(func=_schema, needs_models=False)
 
 
 def _validate(args) -> int:
