@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).parents[2]
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "matplotlib")
 LIGHT_COMMANDS = [["--help"], ["validate", "mm-clip-tiny"], ["schema"], ["schema", "recipe"], ["zoo", "list"],
-                  ["zoo", "list", "--datasets"], ["zoo", "list", "--tokenizers"], ["eval", "--list-tasks"]]
+                  ["zoo", "list", "--datasets"], ["zoo", "list", "--tokenizers"]]
 
 
 def _imported(cmd: list[str], tmp_path: Path) -> tuple[set[str], str]:
