@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 _CAPTION = "a large red circle at the top left and a small blue square in the center"
 
@@ -26,6 +27,7 @@ class DryRunReport:
     seq_len: int
     global_batch: int
     max_steps: int | None
+    data_checks: list[str] = field(default_factory=list)  # one line per data source: found, first rows decoded
 
     @property
     def train_flops_per_sample(self) -> float:
@@ -42,6 +44,7 @@ class DryRunReport:
             f"measured with torch FlopCounterMode on a {self.image_size}px image and a {self.seq_len}-token text, "
             "x3 for forward + backward)",
         ]
+        lines += self.data_checks
         if self.max_steps:
             run = self.train_flops_per_sample * self.global_batch * self.max_steps
             lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x {self.global_batch} samples per "
@@ -62,6 +65,8 @@ def dry_run(recipe) -> DryRunReport:
 
     spec = resolve_model_spec(recipe)
     check_image_size(recipe, spec)
+    data_checks = [check_data_source(recipe, role) for role in ("train", "eval")
+                   if getattr(recipe.data, role) is not None]
     vqa = recipe.model.head == "vqa"
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
@@ -83,7 +88,45 @@ def dry_run(recipe) -> DryRunReport:
         recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
         forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
         global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps, max_steps=t.max_steps,
+        data_checks=data_checks,
     )
+
+
+CHECKED_ROWS = 2
+
+
+def check_data_source(recipe, role: str) -> str:
+    """``data.<role>`` exists and its first rows decode: read (streamed) and describe them; a missing file,
+    unknown column or unreadable image raises the data layer's error naming the source and the fix. Built-in
+    datasets are generated on first use, so only their params are checked here."""
+    from ..data import load_source
+    from ..data.builtin import BUILTIN_DATASETS, builtin_params
+
+    spec = getattr(recipe.data, role)
+    if spec.source == "builtin":
+        BUILTIN_DATASETS.get(spec.name)
+        builtin_params(spec.name, spec.generator_params())
+        return f"data.{role}: built-in {spec.name!r} (generated on first use; params valid)"
+    stream = spec.model_copy(update={"streaming": True})
+    rows = list(load_source(stream, recipe.base_dir or ".").take(CHECKED_ROWS))
+    if not rows:
+        from ..data import DataError
+
+        raise DataError(f"data.{role}: the source has no rows (split {spec.split!r}); point it at data")
+    return (f"data.{role}: {spec.source} source readable, first {len(rows)} row(s) decoded: "
+            f"{_describe_row(rows[0])}")
+
+
+def _describe_row(row: dict[str, Any]) -> str:
+    parts = []
+    for key, value in row.items():
+        if hasattr(value, "size") and hasattr(value, "mode"):
+            parts.append(f"{key} {value.size[0]}x{value.size[1]} {value.mode}")
+        elif isinstance(value, list):
+            parts.append(f"{key} [{len(value)}]")
+        elif isinstance(value, str):
+            parts.append(f"{key} {value[:40]!r}")
+    return ", ".join(parts)
 
 
 def _si(flops: float) -> str:
