@@ -23,8 +23,10 @@ def tower_config(enc: EncoderSpec | Any, where: str):
 
     overrides = dict(enc.config or {})
     if enc.model is not None:
+        source = resolve_model_source(enc.model)
+        _refuse_custom_code(source, f"{where}.model")
         try:
-            config = AutoConfig.from_pretrained(resolve_model_source(enc.model))
+            config = AutoConfig.from_pretrained(source)
         except OSError as err:
             raise BuildError(
                 f"{where}.model: cannot load the config of {enc.model!r} ({err}); give a local folder, an id "
@@ -42,6 +44,27 @@ def tower_config(enc: EncoderSpec | Any, where: str):
         return CONFIG_MAPPING[model_type](**overrides)
     except (TypeError, ValueError) as err:
         raise BuildError(f"{where}.config: {err}") from None
+
+
+def _refuse_custom_code(source, where: str) -> None:
+    """A local tower folder whose config maps to custom code (``auto_map``) is refused: mmzoo never runs
+    code from a model folder (no ``trust_remote_code``)."""
+    import json
+    from pathlib import Path
+
+    config_file = Path(str(source)) / "config.json"
+    if not config_file.is_file():
+        return
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BuildError(f"{where}: {config_file} is not valid JSON ({err}); fix or replace the tower folder") from None
+    if isinstance(data, dict) and data.get("auto_map"):
+        raise BuildError(
+            f"{where}: {config_file} needs custom code (auto_map {sorted(data['auto_map'])}); mmzoo never runs "
+            "code from a model folder (no trust_remote_code). Use a tower whose architecture transformers ships "
+            "(its config's model_type), or build it with an inline `config:`"
+        )
 
 
 def _token_info(tokenizer, text_config, spec: ModelSpec) -> dict[str, Any]:

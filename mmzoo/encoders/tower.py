@@ -79,7 +79,11 @@ class Tower(nn.Module):
         accepted = inspect.signature(model.forward).parameters
         self._accepts = {k for k in ("token_type_ids", "attention_mask") if k in accepted}
 
-    def forward(self, **inputs: Tensor) -> TowerOutput:
+    def forward(self, output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                **inputs: Tensor) -> TowerOutput:
+        """``output_hidden_states`` / ``output_attentions`` reach the HF model (its ``raw`` output has them)."""
+        flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        flags = {k: v for k, v in flags.items() if v is not None}
         if self.modality == "text":
             kwargs = {"input_ids": inputs["input_ids"]}
             mask = inputs.get("attention_mask")
@@ -92,7 +96,7 @@ class Tower(nn.Module):
         else:
             kwargs = {"pixel_values": inputs["pixel_values"]}
             mask = None
-        out = self.model(**kwargs, return_dict=True)
+        out = self.model(**kwargs, **flags, return_dict=True)
         tokens = out.last_hidden_state
         if tokens.dim() == 4:  # convolutional feature map (B, C, H, W) -> tokens
             tokens = tokens.flatten(2).transpose(1, 2)

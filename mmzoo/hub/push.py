@@ -10,7 +10,6 @@ import contextlib
 import fnmatch
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from huggingface_hub.errors import (
 
 from ..errors import HubError
 from ..utils.files import CHECKPOINT_MARKER, RUN_STATUS, checkpoint_problem, safetensors_problem
+from ..utils.hub_ids import repo_id_problem
 from ..utils.logging import get_logger
 from ..version import __version__
 from .card import PICTURES, Run, eval_result_files, is_generated_card, load_run, render_card
@@ -51,8 +51,6 @@ PUSHED_PATTERNS = (
 # RETRY_BASE_DELAY * 2**i seconds between tries (MMZOO_HUB_TRIES / MMZOO_HUB_RETRY_DELAY override them)
 TRIES = 5
 RETRY_BASE_DELAY = 1.0
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-REPO_ID_RE = re.compile(rf"^{_NAME}/{_NAME}$")
 
 
 @dataclass(frozen=True)
@@ -141,12 +139,8 @@ def stale_results(present: list[str], payloads: dict[str, bytes]) -> list[str]:
 
 def check_repo_id(repo_id: str) -> None:
     """``namespace/name`` with Hub-legal characters; no bare name, no ``..`` or extra slashes."""
-    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or ".." in repo_id or len(repo_id) > 96:
-        shown = repr(repo_id)[:100]
-        raise HubError(
-            f"--repo-id / hub.repo_id {shown} is not a Hub repo id; use NAMESPACE/NAME (your user or org, a "
-            "slash, then letters, digits, '-', '_' or '.'; no '..'), e.g. my-user/my-model"
-        )
+    if (problem := repo_id_problem(repo_id)) is not None:
+        raise HubError(f"--repo-id / hub.repo_id: {problem}")
 
 
 def verify_run_folder(run_dir: str | Path) -> None:

@@ -96,6 +96,7 @@ class SigmoidObjective(ScalarParameters):
 
     def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:
         loss, per_image, per_text = sigmoid_loss(
-            ctx.image.normalized, ctx.text.normalized, self.scale(), self.bias(), self.spec.gather
+            ctx.image.normalized, ctx.text.normalized, self.scale(), self.bias(), self.spec.gather,
+            self.spec.exchange,
         )
         return ObjectiveOutput(loss, per_image, per_text)

@@ -9,6 +9,11 @@ staging folder, disk-full errors and the ``output_dir`` lock.
   ``training.overwrite`` removes only mmzoo's files).
 * The final model is saved into ``.mmzoo-final.tmp/`` and moved into the run folder file by file
   (``os.replace``), so a kill never leaves a truncated ``model.safetensors`` in place.
+
+Fault points for crash tests (``MMZOO_FAULT_KILL=point[@step],...``, see
+:func:`mmzoo.utils.files.fault_point`): ``checkpoint:begin``, ``checkpoint:written`` (all Trainer files,
+no marker), ``checkpoint:marked`` (before rotation), ``final:staged`` (final model in the staging folder),
+``final:moving`` (after the first file moved), ``final:results``, ``final:before-status``.
 """
 
 from __future__ import annotations
@@ -118,14 +123,14 @@ def save_checkpoint(trainer, save, model, trial) -> None:
     trainer.args.save_total_limit = None  # rotate only once the new checkpoint is marked complete
     try:
         with disk_full_errors(folder, f"checkpoint {folder.name}", remove=folder if main else None):
-            fault_point("checkpoint:begin")
+            fault_point("checkpoint:begin", trainer.state.global_step)
             save(model, trial)
-            fault_point("checkpoint:written")
+            fault_point("checkpoint:written", trainer.state.global_step)
             if main:
                 mark_checkpoint(folder, trainer.state.global_step)
     finally:
         trainer.args.save_total_limit = limit
-    fault_point("checkpoint:marked")
+    fault_point("checkpoint:marked", trainer.state.global_step)
     if main:
         rotate_checkpoints(str(run_dir), limit, trainer.state.best_model_checkpoint, use_mtime=True)
 

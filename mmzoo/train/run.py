@@ -83,10 +83,12 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
     out = Path(output_dir or run_dir(recipe))
     with run_lock(out):
         checkpoint = resolve_checkpoint(out, recipe.training.resume if resume is None else resume)
-        if checkpoint is None:
+        if checkpoint is None and int(os.environ.get("RANK", "0")) == 0:  # the others would see rank 0's files
             _prepare_fresh_run_dir(out, recipe.training.overwrite)
         spec = resolve_model_spec(recipe)
         check_image_size(recipe, spec)
+        check_text_tower(recipe, spec)
+        check_trackers(recipe.training.report_to)
         if int(os.environ.get("RANK", "0")) == 0:
             write_run_status(out, "running")
         services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
@@ -122,7 +124,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from ..builder import build_processor
     from .data import load_run_data
     from .model import build_run_model
-    from .trainer import MmzooTrainer
+    from .trainer import MmzooTrainer, plan_batches
 
     evaluate, publish = services
     started = time.monotonic()
@@ -138,7 +140,10 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     set_seed(seed)  # the model's initialisation does not depend on how much randomness data loading used
     model = build_run_model(recipe, spec, answer_vocab)
     show = (not progress_bars_disabled()) if progress is None else progress
-    args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
+    plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
+    if plan.note:
+        logger.info(plan.note)
+    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -148,7 +153,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
-        grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
+        grad_cache_chunk_size=plan.grad_cache_chunk_size,
     )
     use_number_printers(trainer)
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
@@ -158,7 +163,12 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
         print(f"resuming from {checkpoint.name} (step {resumed_step(checkpoint)}) in {out}", flush=True)
     trainer.mmzoo_run_started, trainer.mmzoo_eval_data = started, data.eval
     trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except ValueError as err:  # accelerate, when a streamed source yields no row at all
+        if "does not contain any data" not in str(err):
+            raise
+        raise no_training_data(current_skips(data)) from None
     return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish)
 
 
@@ -198,7 +208,12 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
-    train_ds = pair_view(data.train, seed, recipe.data.train.streaming, "hash", "data.train")
+    if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
+        from .data import RankStream, pair_columns
+
+        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+    else:
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
     eval_ds = None
     if data.eval is not None:
         eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
@@ -213,19 +228,23 @@ def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 
+def no_training_data(skipped: dict):
+    from ..data import DataError
+
+    bad = skipped.get("train")
+    detail = (f"every row read was bad ({bad['skipped']} skipped, e.g. {bad['examples'][:1]})" if bad
+              else "the training data yielded no batch")
+    return DataError(f"data.train: no training step ran: {detail}; no model was saved. Fix the data or point "
+                     "data.train at another source")
+
+
 def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: float | None,
                  publish: Publish | None = None) -> TrainResult:
     """Final evaluation and the run folder's files (model, processor, recipe, log, results), each replaced
     atomically, then ``mmzoo_run.json`` set to complete (last); hub push."""
-    from ..data import DataError
-
     skipped = current_skips(data)
     if trainer.state.global_step == 0:
-        bad = skipped.get("train")
-        detail = (f"every row read was bad ({bad['skipped']} skipped, e.g. {bad['examples'][:1]})" if bad
-                  else "the training data yielded no batch")
-        raise DataError(f"data.train: no training step ran: {detail}; no model was saved. Fix the data or point "
-                        "data.train at another source")
+        raise no_training_data(skipped)
     for role, report in skipped.items():
         if getattr(recipe.data, role).streaming:
             logger.warning("data.%s: skipped %d bad sample(s) while streaming (on_bad_sample: skip)", role,
@@ -332,7 +351,8 @@ def resolved_recipe_yaml(recipe, spec, out: Path | None = None) -> str:
     started ``init_from`` saved weights keeps that source: its spec is in its config).
 
     No absolute local path is kept: ``base_dir`` becomes the recipe's folder relative to the run folder
-    ``out`` (so the file still resolves where it lies) and ``init_from`` is relative to ``base_dir``."""
+    ``out`` (so the file still resolves where it lies), ``init_from`` is relative to ``base_dir`` and
+    ``training.output_dir`` is dropped (the file lies in the run folder)."""
     section = recipe.model
     base = Path(recipe.base_dir or ".").resolve()
     if section.init_from is not None:
@@ -344,7 +364,8 @@ def resolved_recipe_yaml(recipe, spec, out: Path | None = None) -> str:
     overrides = f" + overrides {', '.join(section.overrides)}" if section.overrides else ""
     header = f"# Resolved by mmzoo {__version__} from model {origin}{overrides}\n"
     base_dir = os.path.relpath(base, Path(out).resolve()) if out is not None else None
-    return header + recipe.model_copy(update={"model": model, "base_dir": base_dir}).to_yaml()
+    training = recipe.training.model_copy(update={"output_dir": None})  # the file lies in the run folder
+    return header + recipe.model_copy(update={"model": model, "base_dir": base_dir, "training": training}).to_yaml()
 
 
 def resolve_checkpoint(out: Path, resume: bool | str) -> Path | None:
@@ -376,7 +397,7 @@ def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
             f"{out} already holds a run ({previous[0].name}...); pass --resume to continue it, "
             "--set training.overwrite=true to replace it, or choose another training.output_dir"
         )
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # global rank 0: one deleter on a shared filesystem
         for path in previous:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -397,6 +418,57 @@ def cpu_threads(threads: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+# training.report_to tracker -> (module that must be importable, pip package / mmzoo extra to install)
+TRACKERS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "clearml": (("clearml",), "clearml"),
+    "neptune": (("neptune",), "neptune"),
+    "aim": (("aim",), "aim"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "trackio": (("trackio",), "trackio"),
+}
+
+
+def check_trackers(report_to) -> None:
+    """Each ``training.report_to`` tracker must be installed (Trainer would fail after loading everything)."""
+    for name in report_to:
+        if name in ("none", "all") or name not in TRACKERS:
+            continue  # unknown names are left to TrainingArguments, which lists the valid ones
+        modules, package = TRACKERS[name]
+        if not any(_importable(m) for m in modules):
+            raise RecipeError(
+                f"training.report_to: {name} is not installed; `pip install {package}`, or remove {name!r} from "
+                "training.report_to (e.g. --set 'training.report_to=[none]')"
+            )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install counts as missing
+        return False
+
+
+def check_text_tower(recipe, spec) -> None:
+    """``data.*.max_length`` against the built text tower's position embeddings (towers from a folder too)."""
+    from ..builder import tower_config
+    from ..recipe.loader import check_text_length
+
+    text = next((e for e in spec.encoders if e.modality == "text"), None)
+    if text is None:
+        return
+    config = tower_config(text, "encoders.text")
+    config = getattr(config, "text_config", None) or config
+    check_text_length(recipe, getattr(config, "max_position_embeddings", None))
 
 
 def check_image_size(recipe, spec) -> None:

@@ -131,8 +131,9 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
-def fault_point(name: str) -> None:
-    """Crash-test hook: SIGKILL this process when ``name`` is listed in ``$MMZOO_FAULT_KILL``."""
+def fault_point(name: str, step: int | None = None) -> None:
+    """Crash-test hook: SIGKILL this process when ``name`` (or ``name@step``) is listed in
+    ``$MMZOO_FAULT_KILL``. The points are listed in :mod:`mmzoo.train.checkpoints`."""
     wanted = os.environ.get(FAULT_ENV)
-    if wanted and name in wanted.split(","):
+    if wanted and (name in (points := wanted.split(",")) or (step is not None and f"{name}@{step}" in points)):
         os.kill(os.getpid(), signal.SIGKILL)
