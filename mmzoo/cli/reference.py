@@ -86,7 +86,7 @@ def tokenizers_reference() -> str:
         f"{len(builtin_vocab())} tokens: letters, digits, punctuation and the words of the built-in datasets); "
         "offline, for tiny towers trained from scratch. Give the text tower `vocab_size` ≥ that size. |",
         "| a Hub id (`org/name`) | that repo's tokenizer (`AutoTokenizer.from_pretrained`) |",
-        "| a local folder | a saved tokenizer (`tokenizer.json` / `vocab.txt`), relative to the recipe file |", ""])
+        "| a local folder | a saved tokenizer (`tokenizer.json` / `vocab.txt`) |", ""])
 
 
 def tasks_reference() -> str:
