@@ -86,7 +86,8 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     set_seed(seed)  # the model's initialisation does not depend on how much randomness data loading used
     model = build_run_model(recipe, spec, answer_vocab)
     show = (not progress_bars_disabled()) if progress is None else progress
-    args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
+    precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
+    args = training_arguments(recipe, out, disable_tqdm=not show, precision=precision, **trainer_args)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
         all_callbacks.append(HubCheckpointCallback(recipe.hub))
@@ -98,6 +99,26 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, out)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return finalize_run(trainer, recipe, spec, out, data.skipped, eval_ds, output.training_loss)
+
+
+def resolve_run_precision(recipe, model, train_ds, collator, out: Path, resuming: bool = False) -> str:
+    """``training.precision`` resolved (``auto`` calibrates on one training batch), printed and written to
+    ``<out>/precision.json`` (see mmzoo.train.precision). A resumed run keeps the choice it made first."""
+    from .precision import calibration_batch, choose_precision, read_choice, write_choice
+
+    requested = recipe.training.precision
+    previous = read_choice(out) if resuming and requested == "auto" else None
+    if previous is not None:
+        print(f"[mmzoo] precision: auto -> {previous.precision} (kept from the run being resumed)", flush=True)
+        return previous.precision
+    batch = None
+    if requested == "auto":
+        batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
+    choice = choose_precision(requested, model, batch)
+    if os.environ.get("RANK", "0") == "0":
+        write_choice(choice, out)
+        print(f"[mmzoo] {choice.summary()}", flush=True)
+    return choice.precision
 
 
 def training_views(recipe, data, processor):
