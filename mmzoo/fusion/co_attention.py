@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .base import FUSIONS, Fusion, FusionOutput
-from .layers import Attention, Pooler, TransformerLayer, project
+from .layers import Attention, Pooler, TransformerLayer, pair_pooling, pool_states, project
 
 
 class CoAttentionBlock(GradientCheckpointingLayer):
@@ -51,7 +51,8 @@ class CoAttentionFusion(Fusion):
     (default: text stream width).
 
     Outputs: text_tokens (B, Lt, Ht) with text_mask, image_tokens (B, Li, Hi), pair_embeds (B, Hc) = the product
-    of the two pooled first tokens, each mapped to Hc by Linear + tanh (ViLBERT's "mul" fusion).
+    of the two pooled streams, each mapped to Hc by Linear + tanh (ViLBERT's "mul" fusion). Each stream is pooled
+    as its tower pools (:func:`~mmzoo.fusion.layers.pair_pooling`: mean, max, else the first token).
     """
 
     def __init__(self, spec, dims, config=None) -> None:
@@ -74,11 +75,13 @@ class CoAttentionFusion(Fusion):
         self.text_norm, self.image_norm = nn.LayerNorm(text_width), nn.LayerNorm(image_width)
         self.text_pooler, self.image_pooler = Pooler(text_width, co_width), Pooler(image_width, co_width)
         self.pair_dim, self.text_token_dim = co_width, text_width
+        self.pooling = {m: pair_pooling(config, m) for m in ("text", "image")}
 
     def forward(self, text, image, inputs=None) -> FusionOutput:
         t, i = self.text_in(text.tokens), self.image_in(image.tokens)
         for layer in self.layers:
             t, i = layer(t, i, text.mask, image.mask)
         t, i = self.text_norm(t), self.image_norm(i)
-        pair = self.text_pooler(t[:, 0]) * self.image_pooler(i[:, 0])
+        pair = (self.text_pooler(pool_states(self.pooling["text"], t, text.mask))
+                * self.image_pooler(pool_states(self.pooling["image"], i, image.mask)))
         return FusionOutput(text_tokens=t, text_mask=text.mask, image_tokens=i, pair_embeds=pair)

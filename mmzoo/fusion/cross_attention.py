@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import FUSIONS, Fusion, FusionOutput, transformer_width
-from .layers import TransformerLayer, project
+from .layers import TransformerLayer, pair_pooling, pool_states, project
 
 
 @FUSIONS.register("cross_attention")
@@ -14,7 +14,8 @@ class CrossAttentionFusion(Fusion):
     ``hidden_size`` (default: text width; text tokens are projected in when it differs).
 
     Outputs: text_tokens (B, Lt, H) with text_mask, image_tokens (the image tower's, unchanged), pair_embeds (B, H)
-    = the first ([CLS]) token state, as ALBEF's ITM head reads it.
+    = the text states pooled as the text tower pools (the first, [CLS], state as ALBEF's ITM head reads it, or
+    their masked mean for a mean-pooling tower: :func:`~mmzoo.fusion.layers.pair_pooling`).
     """
 
     def __init__(self, spec, dims, config=None) -> None:
@@ -27,6 +28,7 @@ class CrossAttentionFusion(Fusion):
         )
         self.final_norm = nn.LayerNorm(width)
         self.pair_dim = self.text_token_dim = width
+        self.pooling = pair_pooling(config, "text")
 
     def forward(self, text, image, inputs=None) -> FusionOutput:
         x = self.text_in(text.tokens)
@@ -34,4 +36,5 @@ class CrossAttentionFusion(Fusion):
             # positional arguments: reentrant gradient checkpointing only tracks gradients of positional inputs
             x = layer(x, text.mask, image.tokens, image.mask)
         x = self.final_norm(x)
-        return FusionOutput(text_tokens=x, text_mask=text.mask, image_tokens=image.tokens, pair_embeds=x[:, 0])
+        return FusionOutput(text_tokens=x, text_mask=text.mask, image_tokens=image.tokens,
+                            pair_embeds=pool_states(self.pooling, x, text.mask))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .base import FUSIONS, Fusion, FusionOutput
+from .layers import Linear
 
 MODALITIES = ("image", "text")  # column order of extras["modality_weights"]
 
@@ -21,9 +22,9 @@ class GatedFusion(Fusion):
 
     def __init__(self, spec, dims, config=None) -> None:
         super().__init__(spec, dims, config)
-        self.score_hidden = nn.Linear(dims.embed_dim, spec.hidden_size)
+        self.score_hidden = Linear(dims.embed_dim, spec.hidden_size)
         self.drop = nn.Dropout(spec.dropout)
-        self.score = nn.Linear(spec.hidden_size, 1, bias=False)
+        self.score = Linear(spec.hidden_size, 1, bias=False)
         self.pair_dim = dims.embed_dim
 
     def forward(self, text, image, inputs=None) -> FusionOutput:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import FUSIONS, Fusion, FusionOutput, transformer_width
-from .layers import Pooler, TransformerLayer, project
+from .layers import Pooler, TransformerLayer, pair_pooling, pool_states, project
 
 TEXT, IMAGE = 0, 1  # modality (token type) ids of the joint sequence
 
@@ -19,7 +19,8 @@ class SingleStreamFusion(Fusion):
 
     Positions count real tokens only (text, then image), so padding never shifts an image token's position.
     Outputs: text_tokens (B, Lt, H) with text_mask, image_tokens (B, Li, H), pair_embeds (B, H) = pooler of the
-    first text position ([CLS]).
+    first text position ([CLS]), or of the masked mean of the whole joint sequence when the text tower pools by mean
+    (:func:`~mmzoo.fusion.layers.pair_pooling`).
     """
 
     def __init__(self, spec, dims, config=None) -> None:
@@ -38,6 +39,7 @@ class SingleStreamFusion(Fusion):
         self.final_norm = nn.LayerNorm(width)
         self.pooler = Pooler(width)
         self.pair_dim = self.text_token_dim = width
+        self.pooling = pair_pooling(config, "text")
 
     def embed(self, text_tokens: Tensor, image_tokens: Tensor, mask: Tensor) -> Tensor:
         """Joint input embeddings (B, Lt + Li, H) from tower tokens and the joint key mask."""
@@ -61,5 +63,6 @@ class SingleStreamFusion(Fusion):
         x = self.final_norm(x)
         n_text = text.tokens.shape[1]
         return FusionOutput(
-            text_tokens=x[:, :n_text], text_mask=text.mask, image_tokens=x[:, n_text:], pair_embeds=self.pooler(x[:, 0])
+            text_tokens=x[:, :n_text], text_mask=text.mask, image_tokens=x[:, n_text:],
+            pair_embeds=self.pooler(pool_states(self.pooling, x, mask))
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import SpecError
+from ..fusion.layers import MlpHead
 from ..losses.functional import itm_loss, sample_hard_negatives
 from ._utils import generator_from_global_rng, select_inputs, select_rows
 from .base import OBJECTIVES, Objective, ObjectiveContext, ObjectiveOutput
@@ -42,7 +43,7 @@ class ItmObjective(Objective):
             )
         # an MLP, not ALBEF's single Linear: a gated fusion's pair embedding is a convex mix of the two
         # embeddings, and telling matched from unmatched mixes needs a non-linearity (e.g. its norm)
-        self.head = nn.Sequential(nn.Linear(fusion.pair_dim, fusion.pair_dim), nn.GELU(), nn.Linear(fusion.pair_dim, 2))
+        self.head = MlpHead(fusion.pair_dim, fusion.pair_dim, 2)
 
     def sample_negatives(self, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
         """(text index per image, image index per text), each (B,), never the positive."""
@@ -51,7 +52,7 @@ class ItmObjective(Objective):
             if not self.spec.hard_negatives:
                 scores = torch.zeros_like(scores)
             exclude = duplicate_text_mask(ctx.inputs["input_ids"], ctx.text.mask)
-            generator = generator_from_global_rng(scores.device)
+            generator = generator_from_global_rng(scores.device, deterministic=not self.training)
             text_for_image = sample_hard_negatives(scores, generator, exclude)
             image_for_text = sample_hard_negatives(scores.t(), generator, exclude)
         return text_for_image, image_for_text

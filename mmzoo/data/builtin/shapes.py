@@ -19,6 +19,7 @@ import hashlib
 import io
 import itertools
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -316,3 +317,77 @@ def build(p: ShapesParams):
         )
     info = datasets.DatasetInfo(description=__doc__.splitlines()[0], features=features())
     return datasets.Dataset.from_dict(columns, info=info, split=p.split)
+
+
+# ------------------------------------------------------------------------------ scene knowledge for evaluation
+ATTRIBUTES = ("color", "shape", "size", "position")  # what a minimal pair changes (one attribute of one object)
+_CHOICES = {"color": tuple(COLORS), "shape": KINDS, "size": tuple(SIZES), "position": tuple(POSITIONS)}
+
+
+def scene_from_objects(objects: list[dict]) -> Scene:
+    """The scene of a dataset row's ``objects`` column (dicts with color, shape, size, position)."""
+    try:
+        objs = [Shape(o["position"], o["size"], o["color"], o["shape"]) for o in objects]
+    except (KeyError, TypeError) as err:
+        raise DataError(
+            f"shapes: objects must be dicts with color, shape, size and position (the built-in `shapes` objects "
+            f"column); got {objects!r:.200}"
+        ) from err
+    return tuple(sorted(objs, key=lambda o: _POS_ORDER[o.position]))
+
+
+def minimal_pair(scene: Scene, rng: np.random.Generator, attribute: str | None = None) -> tuple[str, Scene]:
+    """``(attribute, scene')``: the scene with one attribute of one object changed (colour, shape, size, or position
+    moved to a free spot), so its caption differs from the scene's in exactly one word group. ``attribute`` None
+    draws one among those that can change (position needs a free spot)."""
+    free = [p for p in POSITIONS if all(o.position != p for o in scene)]
+    allowed = [a for a in ATTRIBUTES if a != "position" or free]
+    if attribute is None:
+        attribute = allowed[rng.integers(len(allowed))]
+    elif attribute not in allowed:
+        raise ValueError(f"minimal_pair: attribute {attribute!r} cannot change in scene {scene_key(scene)!r}; "
+                         f"choose one of {allowed}")
+    index = int(rng.integers(len(scene)))
+    obj = scene[index]
+    current = getattr(obj, attribute)
+    choices = free if attribute == "position" else [c for c in _CHOICES[attribute] if c != current]
+    changed = Shape(**{**obj.__dict__, attribute: choices[rng.integers(len(choices))]})
+    objs = list(scene[:index]) + [changed] + list(scene[index + 1:])
+    return attribute, tuple(sorted(objs, key=lambda o: _POS_ORDER[o.position]))
+
+
+_OBJECT_PATTERNS = [
+    # "small red circle at the top left" / "... in the top left corner" / "... in the center" / "in the middle"
+    re.compile(r"\b(?P<size>small|large) (?P<color>[a-z]+) (?P<shape>circle|square|triangle) "
+               r"(?:at the|in the) (?P<position>top left|top right|bottom left|bottom right|center|middle)\b"),
+    # "red circle ( small ) at the top left"
+    re.compile(r"\b(?P<color>[a-z]+) (?P<shape>circle|square|triangle) \( (?P<size>small|large) \) "
+               r"(?:at the|in the) (?P<position>top left|top right|bottom left|bottom right|center|middle)\b"),
+]
+
+
+def _normalise_text(text: str) -> str:
+    """Lower case, punctuation as separate words, single spaces (decoded wordpiece text spaces punctuation)."""
+    text = re.sub(r"([(),:.])", r" \1 ", text.lower())
+    return " ".join(text.split())
+
+
+def parse_caption(text: str) -> frozenset[Shape] | None:
+    """The objects a caption describes (any of the five paraphrase styles), or None when it names two objects at
+    one position or an unknown colour."""
+    found: dict[str, Shape] = {}
+    norm = _normalise_text(text)
+    for pattern in _OBJECT_PATTERNS:
+        for m in pattern.finditer(norm):
+            position = "center" if m["position"] == "middle" else m["position"]
+            if m["color"] not in COLORS or position in found:
+                return None
+            found[position] = Shape(position, m["size"], m["color"], m["shape"])
+        if found:
+            break
+    return frozenset(found.values())
+
+
+def describes_scene(text: str, scene: Scene) -> bool:
+    """True when ``text`` names exactly the scene's objects: every colour, shape, size and position, nothing more."""
+    return parse_caption(text) == frozenset(scene)

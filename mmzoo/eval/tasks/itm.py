@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..embed import to_model
-from ._data import as_captions, iter_batches
+from ..embed import can_shard, map_sharded, to_model
+from ._data import as_captions, indexed_rows, iter_batches
 from ._heads import describe_model
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -68,11 +68,22 @@ class ItmTask(EvaluationTask):
                     for j, c in enumerate(batch["captions"])]
         negatives = shuffled_negatives(captions, params.seed)
         metric = load_metric("itm_accuracy")
-        for start, batch in iter_batches(dataset, ("image",), params.batch_size, params.max_samples):
-            rows = range(start, start + len(batch["image"]))
+
+        def scores_of(images, rows):  # (len(rows), 2): P(match) of the positive and of the negative pair
             texts = [captions[i][0] for i in rows] + [captions[negatives[i]][0] for i in rows]
-            scores = itm_scores(model, processor, batch["image"] * 2, texts)
-            metric.add_batch(predictions=scores.cpu().tolist(), references=[1] * len(rows) + [0] * len(rows))
+            return itm_scores(model, processor, list(images) * 2, texts).view(2, len(rows)).t()
+
+        if can_shard(dataset):  # each rank scores its shard of the pairs; the scores are gathered
+            data = indexed_rows(dataset, ("image",), params.max_samples)
+            scores = map_sharded(lambda rows: scores_of(data[rows]["image"], rows), len(data), params.batch_size)
+            metric.add_batch(predictions=scores.t().reshape(-1).cpu().tolist(),
+                             references=[1] * len(captions) + [0] * len(captions))
+        else:
+            for start, batch in iter_batches(dataset, ("image",), params.batch_size, params.max_samples):
+                rows = range(start, start + len(batch["image"]))
+                scores = scores_of(batch["image"], rows)
+                metric.add_batch(predictions=scores.t().reshape(-1).cpu().tolist(),
+                                 references=[1] * len(rows) + [0] * len(rows))
         metrics = metric.compute(threshold=params.threshold)
         protocol = {"positives": "first caption", "negatives": "first caption of another image (seeded shuffle)",
                     "num_pairs": 2 * len(captions)}

@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..embed import embed_images, embed_texts
+from ..embed import can_shard, embed_images, embed_texts, map_sharded
 from ..retrieval import retrieval_ranks
-from ._data import as_captions, iter_batches
+from ._data import as_captions, indexed_rows, iter_batches
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
 
@@ -48,17 +48,32 @@ class RetrievalTask(EvaluationTask):
                     f"retrieval: {type(model).__name__} has no {method}(); retrieval needs a model that embeds "
                     "images and texts into one space (an mmzoo model, CLIP...)"
                 )
-        image_embeds, text_embeds, owners = [], [], []
-        for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
-            captions = [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
-            image_embeds.append(embed_images(model, processor, batch["image"], params.batch_size))
-            texts = [text for row in captions for text in row]
-            text_embeds.append(embed_texts(model, processor, texts, params.batch_size))
-            owners += [start + j for j, row in enumerate(captions) for _ in row]
-        images, texts = torch.cat(image_embeds), torch.cat(text_embeds)
+        images, texts, owners = self.embed(model, processor, dataset, params)
         ranks = retrieval_ranks(images, texts, torch.tensor(owners, device=images.device),
                                 chunk_size=params.chunk_size, max_k=0, ties=params.ties)
         metrics = load_metric("retrieval_recall").compute(**ranks.metric_inputs(), recall_at=params.recall_at,
                                                           ties=params.ties)
         protocol = {"similarity": "cosine", "num_images": images.shape[0], "num_texts": texts.shape[0]}
         return TaskResult(metrics, protocol)
+
+    def embed(self, model, processor, dataset, params: RetrievalParams):
+        """``(image_embeds, text_embeds, owners)`` of every image and caption; each rank embeds its shard and
+        the results are gathered (map-style data), or every rank embeds all (streams)."""
+        if not can_shard(dataset):
+            image_embeds, text_embeds, owners = [], [], []
+            for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
+                captions = [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
+                image_embeds.append(embed_images(model, processor, batch["image"], params.batch_size))
+                texts = [text for row in captions for text in row]
+                text_embeds.append(embed_texts(model, processor, texts, params.batch_size))
+                owners += [start + j for j, row in enumerate(captions) for _ in row]
+            return torch.cat(image_embeds), torch.cat(text_embeds), owners
+        data = indexed_rows(dataset, self.columns, params.max_samples)
+        captions = [as_captions(c, i) for i, c in enumerate(data["captions"])]
+        texts = [text for row in captions for text in row]
+        owners = [i for i, row in enumerate(captions) for _ in row]
+        images = map_sharded(lambda rows: embed_images(model, processor, data[rows]["image"], params.batch_size),
+                             len(data), params.batch_size)
+        text_embeds = map_sharded(lambda rows: embed_texts(model, processor, [texts[i] for i in rows],
+                                                           params.batch_size), len(texts), params.batch_size)
+        return images, text_embeds, owners

@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 
 from ...modeling.heads import MmzooForConditionalGeneration, MmzooForVisualQuestionAnswering
-from ..embed import to_model
-from ._data import column_names, iter_batches
+from ..embed import can_shard, map_sharded, synced_generation, to_model
+from ._data import column_names, indexed_rows, iter_batches
 from ._heads import as_head, describe_model, objective_types
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -43,13 +43,34 @@ class VqaTask(EvaluationTask):
         columns = _qa_columns(dataset)
         metric = load_metric("vqa_accuracy")
         num_questions = 0
-        for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
-            images, questions, answers = _flatten_qa(batch, columns, start)
-            for i in range(0, len(questions), params.batch_size):
-                part = slice(i, i + params.batch_size)
-                predictions = answer(images[part], questions[part])
-                metric.add_batch(predictions=predictions, references=answers[part])
-            num_questions += len(questions)
+        if can_shard(dataset):  # each rank answers its shard of the questions; the answers are gathered
+            data = indexed_rows(dataset, columns, params.max_samples)
+            texts = data.select_columns(list(columns[1:]))  # questions and answers, no image decoding
+            owners, questions, answers = [], [], []
+            for start, batch in iter_batches(texts, columns[1:], 1024):
+                for j, (question, answer_list) in enumerate(zip(batch[columns[1]], batch[columns[2]])):
+                    _, qs, ans = _flatten_qa({"image": [None], columns[1]: [question], columns[2]: [answer_list]},
+                                             columns, start + j)
+                    owners += [start + j] * len(qs)
+                    questions += qs
+                    answers += ans
+
+            def answer_rows(rows):
+                images = data.select_columns(["image"])[sorted(set(owners[i] for i in rows))]["image"]
+                by_row = dict(zip(sorted(set(owners[i] for i in rows)), images))
+                return answer([by_row[owners[i]] for i in rows], [questions[i] for i in rows])
+
+            predictions = map_sharded(answer_rows, len(questions), params.batch_size)
+            metric.add_batch(predictions=predictions, references=answers)
+            num_questions = len(questions)
+        else:
+            for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
+                images, questions, answers = _flatten_qa(batch, columns, start)
+                for i in range(0, len(questions), params.batch_size):
+                    part = slice(i, i + params.batch_size)
+                    predictions = answer(images[part], questions[part])
+                    metric.add_batch(predictions=predictions, references=answers[part])
+                num_questions += len(questions)
         metrics = metric.compute()
         protocol = {"mode": mode, "num_questions": num_questions}
         if mode == "generation":
@@ -125,6 +146,6 @@ def _generate(model, processor, images, questions, params: VqaParams) -> list[st
         )
     inputs = to_model({**prompt, **processor(images=images, return_tensors="pt")}, model)
     ids = model.generate(**inputs, max_new_tokens=params.max_new_tokens, num_beams=params.num_beams,
-                         do_sample=False)
+                         do_sample=False, synced_gpus=synced_generation())
     new_tokens = ids[:, inputs["input_ids"].shape[1]:]
     return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
