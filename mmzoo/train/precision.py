@@ -145,7 +145,8 @@ def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = 
         return PrecisionChoice("bf16", "auto", f"{why}; several processes: chosen by the hardware alone, "
                                "without calibration", device, True)
     if model is None or batch is None:
-        return PrecisionChoice("fp32", "auto", f"{why}, but no model or batch to calibrate on", device, True)
+        return PrecisionChoice("fp32", "auto", f"{why}, but no batch to calibrate on (streamed data); set "
+                               "precision: bf16 to use it", device, True)
     times = calibrate(model, batch, steps)
     medians = {k: statistics.median(v) for k, v in times.items()}
     speedup = medians["fp32"] / medians["bf16"]
@@ -157,13 +158,19 @@ def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = 
 
 def calibration_batch(dataset, collator, batch_size: int) -> dict[str, Any] | None:
     """One collated training batch: the first ``batch_size`` rows of ``dataset`` (map-style or iterable);
-    ``None`` when the dataset yields nothing."""
-    import itertools
+    ``None`` when the dataset yields nothing or its rows fail with mmzoo's own error (training then reports that
+    error itself, where its message belongs)."""
+    from ..errors import MmzooError
 
-    if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        # a stream: reading ahead would count its bad rows twice in the skip report (and may be slow)
+        logger.info("precision: auto: streamed training data, no calibration batch")
+        return None
+    try:
         rows = [dataset[i] for i in range(min(batch_size, len(dataset)))]
-    else:
-        rows = list(itertools.islice(iter(dataset), batch_size))
+    except MmzooError as err:
+        logger.info("precision: auto: no calibration batch (%s)", err)
+        return None
     return collator(rows) if rows else None
 
 
