@@ -5,6 +5,7 @@
 """
 
 from ._spec_io import load_spec
+from .adapters import load_adapters, save_adapters
 from .builder import build_config, build_model, build_processor
 from .modeling import MmzooConfig, MmzooModel, MmzooProcessor
 from .modeling.auto import register_auto_classes
@@ -45,6 +46,8 @@ __all__ = [
     "build_processor",
     "list_components",
     "list_presets",
+    "load_adapters",
     "load_recipe",
     "load_spec",
+    "save_adapters",
 ]

@@ -131,9 +131,16 @@ class TrainingSpec(SpecBase):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps; default only at the end")
     save_steps: int | None = Field(500, ge=1, description="checkpoint every N steps; null: no checkpoints")
     save_total_limit: int | None = Field(None, ge=1)
+    save_adapters: bool = Field(
+        False, description="also write <output_dir>/adapters: the LoRA adapters and every weight not loaded from a "
+                           "pretrained source (mmzoo.save_adapters); load it with AutoModel.from_pretrained"
+    )
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="trackers (tensorboard, wandb...)")
     resume: bool | str = Field(False, description="true: latest checkpoint in output_dir; or a checkpoint path")
     dataloader_num_workers: int = Field(0, ge=0)
+    drop_last: bool = Field(
+        False, description="drop each epoch's last incomplete batch instead of padding it with recycled samples"
+    )
     cpu_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads on CPU (torch.set_num_threads); default: torch's choice"
     )

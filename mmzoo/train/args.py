@@ -71,6 +71,7 @@ def training_arguments(recipe, output_dir: str | Path | None = None, *, precisio
         "save_total_limit": t.save_total_limit,
         "report_to": list(t.report_to),
         "dataloader_num_workers": t.dataloader_num_workers,
+        "dataloader_drop_last": t.drop_last,
         "remove_unused_columns": False,
         "prediction_loss_only": True,
         "ddp_backend": "gloo" if cpu and multi_process else None,

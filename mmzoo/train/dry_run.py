@@ -17,6 +17,8 @@ class DryRunReport:
         image_size / seq_len: the synthetic sample's size (text padded to the maximum length: a worst case).
         global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``);
             ``global_batch`` = per-device batch x accumulation steps x ``world_size`` processes.
+        data_checks: one line per file-based data source: read, and its first rows decoded (see
+            :func:`check_data`).
     """
 
     recipe_yaml: str
@@ -28,6 +30,7 @@ class DryRunReport:
     global_batch: int
     max_steps: int | None
     world_size: int = 1
+    data_checks: tuple[str, ...] = ()
 
     @property
     def train_flops_per_sample(self) -> float:
@@ -48,6 +51,7 @@ class DryRunReport:
             run = self.train_flops_per_sample * self.global_batch * self.max_steps
             lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x global batch {self.global_batch} "
                          f"over {self.world_size} process{'es' if self.world_size > 1 else ''})")
+        lines += self.data_checks
         return "\n".join(lines)
 
 
@@ -67,6 +71,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
 
     spec = resolve_model_spec(recipe)
     check_image_size(recipe, spec)
+    data_checks = check_data(recipe)
     vqa = recipe.model.head == "vqa"
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
@@ -89,8 +94,30 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
         recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
         forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
         global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * world, max_steps=t.max_steps,
-        world_size=world,
+        world_size=world, data_checks=tuple(data_checks),
     )
+
+
+def check_data(recipe, rows: int = 2) -> list[str]:
+    """Read every file-based source of ``recipe.data`` (annotation files parsed, the first ``rows`` rows' images
+    decoded) and describe it; a missing or malformed file raises the loader's :class:`~mmzoo.data.DataError`.
+    Built-in sources are generated, so there is nothing to check."""
+    from pathlib import Path
+
+    from ..data import BuiltinSourceSpec, load_source
+
+    lines = []
+    for role in ("train", "eval"):
+        source = getattr(recipe.data, role)
+        if source is None or isinstance(source, BuiltinSourceSpec):
+            continue
+        probe = source.model_copy(update={"max_samples": rows, "streaming": False, "on_bad_sample": "error"})
+        dataset = load_source(probe, Path(recipe.base_dir or "."))
+        first = dataset[0]
+        lines.append(f"data.{role}: {source.describe()}: readable, first {len(dataset)} row(s) decoded "
+                     f"(columns {', '.join(dataset.column_names)}; image {first['image'].size[0]}x"
+                     f"{first['image'].size[1]})")
+    return lines
 
 
 def _si(flops: float) -> str:
