@@ -119,7 +119,11 @@ class TrainingSpec(SpecBase):
     warmup_steps: float = Field(0, ge=0, description="int: steps; float in [0, 1): fraction of the run")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 disables it")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast when the hardware has fast bf16 and a short calibration on the "
+        "model shows it faster, else fp32 (TF32 on GPUs); see mmzoo.train.precision"
+    )
+    compile: bool = Field(False, description="torch.compile the model (TrainingArguments.torch_compile)")
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
     seed: int = Field(0, description="model init, data order and caption choice")

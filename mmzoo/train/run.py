@@ -154,7 +154,9 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
     if plan.note:
         logger.info(plan.note)
-    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
+    precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
+    args = training_arguments(recipe, out, disable_tqdm=not show, precision=precision,
+                              **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -210,6 +212,26 @@ def current_skips(data) -> dict[str, dict[str, Any]]:
         if report is not None and report.skipped:
             skipped[role] = {"skipped": report.skipped, "examples": list(report.examples), "source": report.source}
     return skipped
+
+
+def resolve_run_precision(recipe, model, train_ds, collator, out: Path, resuming: bool = False) -> str:
+    """``training.precision`` resolved (``auto`` calibrates on one training batch), printed and written to
+    ``<out>/precision.json`` (see mmzoo.train.precision). A resumed run keeps the choice it made first."""
+    from .precision import calibration_batch, choose_precision, read_choice, write_choice
+
+    requested = recipe.training.precision
+    previous = read_choice(out) if resuming and requested == "auto" else None
+    if previous is not None:
+        print(f"[mmzoo] precision: auto -> {previous.precision} (kept from the run being resumed)", flush=True)
+        return previous.precision
+    batch = None
+    if requested == "auto":
+        batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
+    choice = choose_precision(requested, model, batch)
+    if os.environ.get("RANK", "0") == "0":
+        write_choice(choice, out)
+        print(f"[mmzoo] {choice.summary()}", flush=True)
+    return choice.precision
 
 
 def training_views(recipe, data, processor):
