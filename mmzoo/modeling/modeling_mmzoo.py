@@ -189,6 +189,46 @@ class MmzooModel(MmzooPreTrainedModel):
         return out
 
 
+    # -- image-text matching ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_pairs(self, input_ids: Tensor, pixel_values: Tensor, attention_mask: Tensor | None = None,
+                    token_type_ids: Tensor | None = None, pairs: Tensor | None = None,
+                    batch_size: int = 256) -> Tensor:
+        r"""Match probabilities P(image and text describe each other) from the ``itm`` head on the fused pairs.
+
+        input_ids / attention_mask / token_type_ids (`(n_texts, seq_len)`): tokenized texts.
+        pixel_values (`(n_images, 3, H, W)`): processed images.
+        pairs (`(N, 2)` long, optional): rows ``(image index, text index)``; then the result is `(N,)`, one
+            probability per row. Without it every image is scored with every text: `(n_images, n_texts)`.
+        batch_size: fused pairs per forward pass.
+
+        Needs a fusion that provides pair embeddings and a trained ``itm`` objective (e.g. mm-vilbert-tiny).
+        """
+        itm = self.objectives["itm"] if "itm" in self.objectives else None
+        if itm is None or not hasattr(itm, "match_logits"):
+            raise SpecError(
+                f"score_pairs: model {self.config.model_spec().name!r} has no `itm` objective (objectives: "
+                f"{list(self.objectives)}); train a fusion that provides pair_embedding with `- type: itm`"
+            )
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        image = self.encode_image(pixel_values)
+        n_images, n_texts = image.tokens.shape[0], text.tokens.shape[0]
+        device = image.tokens.device
+        if pairs is None:
+            grid = torch.cartesian_prod(torch.arange(n_images, device=device), torch.arange(n_texts, device=device))
+        else:
+            grid = torch.as_tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2)
+            if len(grid) and ((grid[:, 0] >= n_images).any() or (grid[:, 1] >= n_texts).any() or (grid < 0).any()):
+                raise ValueError(
+                    f"score_pairs: pairs hold indices outside {n_images} images x {n_texts} texts; each row is "
+                    "(image index, text index)"
+                )
+        scores = [itm.match_logits(self, text, image, chunk[:, 1], chunk[:, 0]).float().softmax(-1)[:, 1]
+                  for chunk in grid.split(batch_size)]
+        scores = torch.cat(scores) if scores else torch.zeros(0, device=device)
+        return scores if pairs is not None else scores.view(n_images, n_texts)
+
+
 class MmzooForZeroShotImageClassification(MmzooModel):
     """The same model, registered for zero-shot image classification (needs a contrastive or sigmoid objective)."""
 

@@ -158,12 +158,16 @@ def test_itm_on_tiny_albef(shapes):
     model, processor = mmzoo.build_model("mm-albef-tiny"), mmzoo.build_processor("mm-albef-tiny")
     result = only_result(run_evaluation(model, processor, [{"task": "itm", "seed": 3}], shapes))
     assert 0 <= result["metrics"]["accuracy"] <= 1
-    assert result["protocol"]["num_pairs"] == 32 and result["protocol"]["seed"] == 3
+    # 16 images, each with its caption, a random negative and a minimal-pair negative (shapes knows its objects)
+    assert result["protocol"]["num_pairs"] == 48 and result["protocol"]["seed"] == 3
     with torch.no_grad():
         last = [m for m in model.objectives["itm"].head.modules() if isinstance(m, torch.nn.Linear)][-1]
         last.bias.copy_(torch.tensor([0.0, 1e4]))  # always "matched"
     forced = only_result(run_evaluation(model, processor, ["itm"], shapes))["metrics"]
     assert forced["accuracy"] == 0.5 and forced["recall"] == 1.0 and forced["precision"] == 0.5
+    assert forced["minimal_pair_accuracy"] == 0.5
+    assert all(forced[f"minimal_pair_rejected_{a}"] == 0.0 for a in ("color", "shape", "size", "position")
+               if f"minimal_pair_rejected_{a}" in forced)
 
 
 @pytest.mark.parametrize(("task", "match"), [

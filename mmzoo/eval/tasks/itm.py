@@ -1,26 +1,36 @@
-"""``itm``: image-text matching accuracy of the model's ITM head on positives and shuffled negatives.
+"""``itm``: image-text matching accuracy of the model's ITM head on positives, random and minimal-pair negatives.
 
 Each evaluated image is paired with its first caption (a positive) and with the first caption of another image (a
-negative), drawn by a ``seed``-ed permutation: the negative of row i is the next row in a random cyclic order
-whose caption is not one of row i's captions. A pair is predicted matched when ``P(match) >= threshold``.
+*random* negative), drawn by a ``seed``-ed permutation: the negative of row i is the next row in a random cyclic order
+whose caption is not one of row i's captions. A pair is predicted matched when ``P(match) >= threshold``; the
+top-level metrics (``accuracy``, ``f1``, ...) are over positives and random negatives.
+
+When the data knows each scene's objects (the built-in ``shapes``: an ``objects`` column), every image also gets a
+*minimal-pair* negative: the canonical caption of the same scene with one attribute (colour, shape, size or
+position) of one object changed. ``minimal_pair_accuracy`` is the accuracy over positives and those negatives;
+``minimal_pair_rejected_<attribute>`` the fraction of each attribute's minimal pairs scored below the threshold.
+A model that only checks which words occur passes random negatives and fails minimal pairs.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field
 
+from ...data.builtin import shapes
 from ..embed import to_model
-from ._data import as_captions, iter_batches
+from ._data import as_captions, column_names, iter_batches
 from ._heads import describe_model
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
 
 
 class ItmParams(TaskParams):
-    batch_size: int = Field(32, ge=1, description="images per forward pass (each with 2 texts)")
-    seed: int = Field(0, description="seed of the negative-caption permutation")
+    batch_size: int = Field(32, ge=1, description="images per forward pass (each with 2 or 3 texts)")
+    seed: int = Field(0, description="seed of the negative-caption permutation and of the minimal-pair edits")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="P(match) at or above which a pair is 'matched'")
+    minimal_pairs: bool = Field(True, description="also score minimal-pair negatives when the data has `objects`")
 
 
 def shuffled_negatives(captions: list[list[str]], seed: int) -> list[int]:
@@ -43,12 +53,23 @@ def shuffled_negatives(captions: list[list[str]], seed: int) -> list[int]:
     return negatives
 
 
+def minimal_pair_negatives(objects: list[list[dict]], seed: int) -> list[tuple[str, str]]:
+    """For each row's scene, ``(attribute, caption)`` of the scene with one attribute of one object changed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for row in objects:
+        attribute, changed = shapes.minimal_pair(shapes.scene_from_objects(row), rng)
+        out.append((attribute, shapes.captions(changed)[0]))
+    return out
+
+
 @torch.inference_mode()
 def itm_scores(model, processor, images, texts) -> torch.Tensor:
-    """P(match) of each (image i, text i) pair from the fused pair embedding and the ITM objective's head."""
+    """P(match) of each (image i, text i) pair, by ``model.score_pairs``."""
     inputs = to_model(processor(text=list(texts), images=list(images), return_tensors="pt"), model)
-    fused = model(**inputs).fused_embeds
-    return model.objectives["itm"].head(fused).float().softmax(-1)[:, 1]
+    rows = torch.arange(len(texts), device=inputs["input_ids"].device)
+    return model.score_pairs(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                             pixel_values=inputs["pixel_values"], pairs=torch.stack([rows, rows], dim=1))
 
 
 @register_task("itm")
@@ -58,7 +79,7 @@ class ItmTask(EvaluationTask):
 
     def run(self, model, processor, dataset, params: ItmParams) -> TaskResult:
         objectives = getattr(model, "objectives", None)
-        if objectives is None or "itm" not in objectives:
+        if objectives is None or "itm" not in objectives or not callable(getattr(model, "score_pairs", None)):
             raise EvaluationError(
                 f"itm: {describe_model(model)} has no image-text matching head; itm needs an `itm` objective "
                 "(and a fusion providing pair_embedding), e.g. the mm-albef presets"
@@ -67,13 +88,36 @@ class ItmTask(EvaluationTask):
                     for start, batch in iter_batches(dataset, ("captions",), 1024, params.max_samples)
                     for j, c in enumerate(batch["captions"])]
         negatives = shuffled_negatives(captions, params.seed)
-        metric = load_metric("itm_accuracy")
+        minimal = None
+        if params.minimal_pairs and "objects" in (column_names(dataset) or ()):
+            objects = [o for _, batch in iter_batches(dataset, ("objects",), 1024, params.max_samples)
+                       for o in batch["objects"]]
+            minimal = minimal_pair_negatives(objects, params.seed)
+        metric, minimal_metric = load_metric("itm_accuracy"), load_metric("itm_accuracy")
+        rejected: dict[str, list[bool]] = {}
         for start, batch in iter_batches(dataset, ("image",), params.batch_size, params.max_samples):
             rows = range(start, start + len(batch["image"]))
             texts = [captions[i][0] for i in rows] + [captions[negatives[i]][0] for i in rows]
-            scores = itm_scores(model, processor, batch["image"] * 2, texts)
-            metric.add_batch(predictions=scores.cpu().tolist(), references=[1] * len(rows) + [0] * len(rows))
+            copies = 2
+            if minimal is not None:
+                texts += [minimal[i][1] for i in rows]
+                copies = 3
+            scores = itm_scores(model, processor, batch["image"] * copies, texts).cpu().tolist()
+            n = len(rows)
+            metric.add_batch(predictions=scores[:2 * n], references=[1] * n + [0] * n)
+            if minimal is not None:
+                minimal_metric.add_batch(predictions=scores[:n] + scores[2 * n:], references=[1] * n + [0] * n)
+                for i, score in zip(rows, scores[2 * n:]):
+                    rejected.setdefault(minimal[i][0], []).append(score < params.threshold)
         metrics = metric.compute(threshold=params.threshold)
         protocol = {"positives": "first caption", "negatives": "first caption of another image (seeded shuffle)",
                     "num_pairs": 2 * len(captions)}
+        if minimal is not None:
+            metrics["minimal_pair_accuracy"] = minimal_metric.compute(threshold=params.threshold)["accuracy"]
+            for attribute in shapes.ATTRIBUTES:
+                if attribute in rejected:
+                    metrics[f"minimal_pair_rejected_{attribute}"] = float(np.mean(rejected[attribute]))
+            protocol["minimal_pairs"] = ("canonical caption of the same scene with one attribute (color, shape, size "
+                                         "or position) of one object changed (seeded)")
+            protocol["num_pairs"] = 3 * len(captions)
         return TaskResult(metrics, protocol)
