@@ -49,6 +49,17 @@ def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelD
     )
 
 
+def objective_scalars(tag: str, extras: dict) -> dict[str, Tensor]:
+    """The scalar tensors of an objective's extras, detached, keyed ``<tag>/<name>`` (``itm_accuracy`` of ``itm``
+    becomes ``itm/accuracy``)."""
+    out = {}
+    for name, value in extras.items():
+        if isinstance(value, Tensor) and value.numel() == 1:
+            short = name[len(tag) + 1:] if name.startswith(f"{tag}_") else name
+            out[f"{tag}/{short}"] = value.detach().reshape(())
+    return out
+
+
 class MmzooModel(MmzooPreTrainedModel):
     """A multimodal model assembled from its spec (``config.spec``).
 
@@ -91,6 +102,13 @@ class MmzooModel(MmzooPreTrainedModel):
         model = super().from_pretrained(*args, **kwargs)
         model._freeze(model.config.model_spec())
         return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        from .heads import save_captioning_extras  # heads import this module
+
+        if kwargs.get("is_main_process", True):
+            save_captioning_extras(self, save_directory)
 
     # -- construction helpers -------------------------------------------------------------------------------
     def _freeze(self, spec) -> None:
@@ -176,14 +194,15 @@ class MmzooModel(MmzooPreTrainedModel):
                   "token_type_ids": token_type_ids, **kwargs}
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
         if return_loss:
-            terms, loss = {}, 0.0
+            terms, loss, scalars = {}, 0.0, {}
             for tag, objective in self.objectives.items():
                 result = objective(ctx)
                 terms[tag] = result.loss
+                scalars.update(objective_scalars(tag, result.extras))
                 loss = loss + self._weights[tag] * result.loss
                 if result.logits_per_image is not None and tag in ("contrastive", "sigmoid"):
                     out.logits_per_image, out.logits_per_text = result.logits_per_image, result.logits_per_text
-            out.loss, out.loss_terms = loss, terms
+            out.loss, out.loss_terms, out.objective_metrics = loss, terms, scalars
         if self.fusion.pair_dim or self.fusion.text_token_dim:
             out.fused_embeds, out.fused_text_states = ctx.fused.pair_embeds, ctx.fused.text_tokens
         return out
