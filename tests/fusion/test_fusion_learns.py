@@ -118,6 +118,10 @@ def test_itm_with_hard_negatives_leaves_the_prior(fusion, one_shape):
     outputs = train(model, batches, steps=200)
     late = sum(float(o.loss_terms["itm"]) for o in outputs[-10:]) / 10
     assert late < PRIOR - 0.1, f"{fusion}: ITM loss {late:.4f} did not leave the prior {PRIOR:.4f}"
+    # the objectives' scalars are surfaced per objective (the trainer logs them under these names)
+    scalars = outputs[-1].objective_metrics
+    assert {"itm/accuracy", "contrastive/temperature"} <= set(scalars)
+    assert sum(float(o.objective_metrics["itm/accuracy"]) for o in outputs[-10:]) / 10 > 2 / 3  # beats "all negative"
     model.eval()
     test = processor(text=test_captions, images=test_images, return_tensors="pt")
     scores = model.score_pairs(input_ids=test["input_ids"], attention_mask=test["attention_mask"],
