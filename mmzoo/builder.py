@@ -23,8 +23,10 @@ def tower_config(enc: EncoderSpec | Any, where: str):
 
     overrides = dict(enc.config or {})
     if enc.model is not None:
+        source = resolve_model_source(enc.model)
+        _refuse_custom_code(source, f"{where}.model")
         try:
-            config = AutoConfig.from_pretrained(resolve_model_source(enc.model))
+            config = AutoConfig.from_pretrained(source)
         except OSError as err:
             raise BuildError(
                 f"{where}.model: cannot load the config of {enc.model!r} ({err}); give a local folder, an id "
@@ -42,6 +44,27 @@ def tower_config(enc: EncoderSpec | Any, where: str):
         return CONFIG_MAPPING[model_type](**overrides)
     except (TypeError, ValueError) as err:
         raise BuildError(f"{where}.config: {err}") from None
+
+
+def _refuse_custom_code(source, where: str) -> None:
+    """A local tower folder whose config maps to custom code (``auto_map``) is refused: mmzoo never runs
+    code from a model folder (no ``trust_remote_code``)."""
+    import json
+    from pathlib import Path
+
+    config_file = Path(str(source)) / "config.json"
+    if not config_file.is_file():
+        return
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BuildError(f"{where}: {config_file} is not valid JSON ({err}); fix or replace the tower folder") from None
+    if isinstance(data, dict) and data.get("auto_map"):
+        raise BuildError(
+            f"{where}: {config_file} needs custom code (auto_map {sorted(data['auto_map'])}); mmzoo never runs "
+            "code from a model folder (no trust_remote_code). Use a tower whose architecture transformers ships "
+            "(its config's model_type), or build it with an inline `config:`"
+        )
 
 
 def _token_info(tokenizer, text_config, spec: ModelSpec) -> dict[str, Any]:
@@ -93,6 +116,8 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
     except OSError as err:
         raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
     missing, unexpected = module.load_state_dict(pretrained.state_dict(), strict=False)
+    if getattr(module, "pooler", None) is None:  # built without its pooler (unused by the spec's pooling)
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if missing or unexpected:
         raise BuildError(
             f"{where}: weights of {source!r} do not fit the tower (missing {missing[:5]}, unexpected "

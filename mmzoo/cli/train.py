@@ -19,6 +19,8 @@ def add_parser(subparsers) -> None:
                    help="continue from the latest checkpoint in the run folder, or from CHECKPOINT")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved recipe, parameter counts and FLOPs per sample; do not train")
+    p.add_argument("--world-size", type=int, default=None, metavar="N",
+                   help="--dry-run: processes the run will use (default WORLD_SIZE, else 1), for the global batch")
     p.set_defaults(func=_train)
 
 
@@ -29,7 +31,7 @@ def _train(args) -> int:
     if args.dry_run:
         from ..train import dry_run
 
-        print(dry_run(recipe).render())
+        print(dry_run(recipe, world_size=args.world_size).render())
         return 0
     from ..train import train
 

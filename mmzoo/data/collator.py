@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from .images import prepare_image, target_size
+
 CaptionSampling = Literal["random", "first", "all"]
 _KEEP = ("input_ids", "attention_mask", "pixel_values")
 
@@ -60,8 +62,9 @@ class ImageTextCollator:
         if not rows:
             raise ValueError("ImageTextCollator got an empty batch")
         images, texts, image_ids = [], [], []
+        size = target_size(self.processor)
         for i, row in enumerate(rows):
-            images.append(_rgb(row, i))
+            images.append(_rgb(row, i, size))
             picked = self._pick(_captions(row, i))
             texts += picked
             image_ids += [i] * len(picked)
@@ -85,14 +88,14 @@ class ImageTextCollator:
         return [captions[self._rng.randrange(len(captions))]]
 
 
-def _rgb(row: dict[str, Any], i: int):
+def _rgb(row: dict[str, Any], i: int, size: tuple[int, int] | None = None):
     image = row.get("image")
     if image is None or not hasattr(image, "convert"):
         raise ValueError(
             f"batch row {i}: 'image' must be a PIL image, got {type(image).__name__} (row keys: {sorted(row)}). "
             "Load data with mmzoo.data.load_source; with transformers.Trainer set remove_unused_columns=False"
         )
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return prepare_image(image, size)  # draft-decodes lazy JPEGs at >= size; any mode to RGB without clipping
 
 
 def _captions(row: dict[str, Any], i: int) -> list[str]:

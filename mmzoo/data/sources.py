@@ -1,6 +1,6 @@
 """Load a data source spec into a ``datasets.Dataset`` (or ``IterableDataset``) with normalised columns.
 
-Output columns: ``image`` (PIL RGB), ``captions`` (list[str]), and ``question`` (str) / ``answers`` (list[str]) /
+Output columns: ``image`` (PIL RGB, see ``mmzoo.data.images``), ``captions`` (list[str]), and ``question`` (str) / ``answers`` (list[str]) /
 ``label`` when the source has them. Builtin datasets come as generated (they already use these names, plus
 their own extra columns). File sources keep only the normalised columns.
 
@@ -17,6 +17,7 @@ logged as warnings.
 from __future__ import annotations
 
 import glob
+import re
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,9 +128,74 @@ def _load_builtin(spec: BuiltinSourceSpec):
     return ds.to_iterable_dataset() if spec.streaming else ds
 
 
+_SLICE = re.compile(r"^(?P<split>[\w.-]+)\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\]$")
+
+
+def stream_slice(dataset, split: str):
+    """Rows of a streamed ``dataset`` selected by the slice in ``split`` (``train[:160]``, ``train[160:]``,
+    ``train[10:20]``, ``train[:10%]``, ``train[90%:]``); ``datasets`` slices map-style splits only.
+
+    A percentage keeps the rows whose identity (webdataset key, else the row's paths, strings and a hash of its
+    bytes) hashes into ``[start, stop)`` of 100 buckets: the stream's length is unknown, so the fraction is
+    drawn across the whole stream rather than from its head, and a row lands on the same side whichever rank
+    or DataLoader worker reads it; complementary slices (``[:10%]`` / ``[10%:]``) never share a row. A count
+    takes / skips rows in stream order: exact when one process reads the stream (evaluation), but ``datasets``
+    divides it between the readers of a stream split over ranks or workers, so use a percentage for a
+    held-out split of streamed training data.
+    """
+    match = _SLICE.match(split.replace(" ", ""))
+    if match is None:
+        raise DataError(f"split {split!r}: not a slice mmzoo can take from a stream; use e.g. train[:160], "
+                        "train[160:] or train[:10%] (a single slice, counts or percentages, no negatives)")
+    start, stop = match.group("start"), match.group("stop")
+    if any(v is not None and v.startswith("-") for v in (start, stop)) or (
+        start and stop and start.endswith("%") != stop.endswith("%")
+    ):
+        raise DataError(f"split {split!r}: a streamed slice needs non-negative bounds of one kind (counts or "
+                        "percentages); use e.g. train[:160] or train[:10%]")
+    if (start or stop or "").endswith("%"):
+        low, high = int((start or "0%")[:-1]), int((stop or "100%")[:-1])
+        if not 0 <= low <= high <= 100:
+            raise DataError(f"split {split!r}: percentages must satisfy 0 <= start <= stop <= 100")
+        return dataset.filter(lambda row: low <= _row_bucket(row) < high)
+    low = int(start or 0)
+    if low:
+        dataset = dataset.skip(low)
+    if stop is not None:
+        dataset = dataset.take(max(int(stop) - low, 0))
+    return dataset
+
+
+def _row_bucket(row: dict[str, Any]) -> int:
+    """0..99 from a stable identity of a raw row (independent of the reading order)."""
+    import hashlib
+
+    if "__key__" in row:
+        parts = [str(row.get("__url__", "")), str(row["__key__"])]
+    else:
+        parts = []
+        for key in sorted(row):
+            value = row[key]
+            if isinstance(value, dict):  # an image / audio cell: its path, else its bytes
+                value = value.get("path") or value.get("bytes")
+            if isinstance(value, bytes):
+                value = hashlib.blake2b(value, digest_size=8).hexdigest()
+            if value is None or isinstance(value, (str, int, float, bool, list, tuple)):
+                parts.append(f"{key}={value!r}")
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
 def _call_datasets(where: str, fix: str, **kwargs) -> Any:
     import datasets
 
+    split = kwargs.get("split")
+    if kwargs.get("streaming") and isinstance(split, str) and "[" in split:  # sliced after loading (below)
+        base = split.split("[")[0]
+        try:
+            return stream_slice(_call_datasets(where, fix, **{**kwargs, "split": base}), split)
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
     try:
         return datasets.load_dataset(**kwargs)
     except DataError:
@@ -304,7 +370,9 @@ def _normalise(raw: RawSource, spec: SourceSpecBase, report: BadSampleReport):
             if report.skipped:
                 logger.warning("%s: skipped %d bad sample(s) (on_bad_sample: skip)", raw.where, report.skipped)
     ds = ds.remove_columns(_BAD)
-    return ds.cast_column("image", datasets.Image(mode="RGB"))
+    from ._rgb_feature import RGBImage
+
+    return ds.cast_column("image", RGBImage())  # RGB without clipping; JPEGs stay lazy for draft decoding
 
 
 class _RowChecker:

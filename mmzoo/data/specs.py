@@ -56,8 +56,13 @@ class SourceSpecBase(SpecBase):
     """Fields shared by every source.
 
     Args:
-        split: split to read (``train``, ``validation``, ``test``, or a slice such as ``train[:10%]`` for hf).
+        split: split to read (``train``, ``validation``, ``test``), or a slice of it: a count (``train[:160]``,
+            ``train[160:]``) or a percentage (``train[:10%]``). Streamed, a count takes / skips rows of the
+            stream and a percentage keeps the rows whose index modulo 100 falls in the range (both deterministic;
+            complementary slices never share a row).
         streaming: return a ``datasets.IterableDataset`` read lazily instead of a ``Dataset``.
+        shuffle_buffer: streamed training data: rows in the seeded shuffle buffer (shard order is shuffled too;
+            0 keeps the stream order).
         columns: source column per normalised column (image / caption / captions / question / answers / label).
         image_size: side in pixels the model sees; read by the trainer to build the processor (builtins:
             also the generated size).
@@ -69,6 +74,7 @@ class SourceSpecBase(SpecBase):
 
     split: str = "train"
     streaming: bool = False
+    shuffle_buffer: int = Field(1000, ge=0, description="streamed training data: rows in the seeded shuffle buffer")
     columns: ColumnsSpec = ColumnsSpec()
     image_size: int | None = Field(None, ge=8)
     max_length: int | None = Field(None, ge=1)
@@ -226,7 +232,8 @@ def _identity(spec: SourceSpecBase) -> dict[str, Any]:
     two seeds of one builtin split draw from the same pool)."""
     if isinstance(spec, BuiltinSourceSpec):
         return {"source": spec.source, "name": spec.name, "split": spec.split}
-    return spec.model_dump(exclude={"streaming", "max_samples", "on_bad_sample", "max_length", "image_size"})
+    return spec.model_dump(exclude={"streaming", "shuffle_buffer", "max_samples", "on_bad_sample", "max_length",
+                                    "image_size"})
 
 
 def _describe(spec: SourceSpecBase) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformers import initialization as init
 
 from .._registry import Registry
+from ..utils.attention import attend
 
 # A pooler: (tokens (B,L,D), mask (B,L) of 0/1, pooler_output (B,D) or None) -> (B,D)
 POOLERS: Registry[Callable[..., Tensor]] = Registry("pooling")
@@ -50,7 +50,11 @@ def pool_pooler(tokens: Tensor, mask: Tensor, pooler_output: Tensor | None = Non
 
 
 class AttentionPooler(nn.Module):
-    """Learned-query attention pooling (as in SigLIP's MAP head / CoCa's attentional pooler)."""
+    """Learned-query attention pooling (as in SigLIP's MAP head / CoCa's attentional pooler); padding (mask 0)
+    is never attended to."""
+
+    mmzoo_attention = True
+    attn_implementation = "sdpa"  # set by the model from config._attn_implementation
 
     def __init__(self, width: int, num_heads: int = 1) -> None:
         super().__init__()
@@ -69,7 +73,7 @@ class AttentionPooler(nn.Module):
         q = self.query.expand(b, 1, d)
         split = lambda x: x.view(b, -1, h, d // h).transpose(1, 2)  # noqa: E731
         attn_mask = mask.bool()[:, None, None, :]
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)
+        out = attend(split(q), split(k), split(v), attn_mask, implementation=self.attn_implementation)
         return out.transpose(1, 2).reshape(b, d)
 
 

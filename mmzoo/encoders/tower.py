@@ -34,6 +34,25 @@ class TowerOutput:
         return F.normalize(self.embeds, dim=-1)
 
 
+def tower_model(hf_config, pooling: str) -> nn.Module:
+    """``AutoModel.from_config(hf_config)``, without the model's pooling layer unless ``pooling == "pooler"``.
+
+    An unused pooler gets no gradient, which breaks DDP with gradient checkpointing (Trainer disables
+    ``find_unused_parameters`` then) and costs the unused-parameter scan otherwise. Models whose class takes
+    ``add_pooling_layer`` (BERT, ViT, ...) are built with ``add_pooling_layer=False``; others keep their
+    parameter-free pooling.
+    """
+    from transformers import AutoModel
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    kwargs = {}
+    if pooling != "pooler":
+        model_class = MODEL_MAPPING.get(type(hf_config), None)
+        if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+            kwargs["add_pooling_layer"] = False
+    return AutoModel.from_config(hf_config, **kwargs)
+
+
 def hidden_size_of(config) -> int:
     for key in ("hidden_size", "d_model", "embed_dim", "width"):
         if isinstance(getattr(config, key, None), int):
@@ -60,7 +79,11 @@ class Tower(nn.Module):
         accepted = inspect.signature(model.forward).parameters
         self._accepts = {k for k in ("token_type_ids", "attention_mask") if k in accepted}
 
-    def forward(self, **inputs: Tensor) -> TowerOutput:
+    def forward(self, output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                **inputs: Tensor) -> TowerOutput:
+        """``output_hidden_states`` / ``output_attentions`` reach the HF model (its ``raw`` output has them)."""
+        flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        flags = {k: v for k, v in flags.items() if v is not None}
         if self.modality == "text":
             kwargs = {"input_ids": inputs["input_ids"]}
             mask = inputs.get("attention_mask")
@@ -73,7 +96,7 @@ class Tower(nn.Module):
         else:
             kwargs = {"pixel_values": inputs["pixel_values"]}
             mask = None
-        out = self.model(**kwargs, return_dict=True)
+        out = self.model(**kwargs, **flags, return_dict=True)
         tokens = out.last_hidden_state
         if tokens.dim() == 4:  # convolutional feature map (B, C, H, W) -> tokens
             tokens = tokens.flatten(2).transpose(1, 2)

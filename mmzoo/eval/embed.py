@@ -48,6 +48,12 @@ def _concat(chunks: list[torch.Tensor], what: str) -> torch.Tensor:
     return torch.cat(chunks)
 
 
+def features(output) -> torch.Tensor:
+    """The embeddings of a ``get_*_features`` result: its ``pooler_output`` (transformers 5 models, mmzoo's), or
+    the tensor itself (models that return bare embeddings)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
 @torch.inference_mode()
 def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, *,
                  normalize: bool = False) -> torch.Tensor:
@@ -63,10 +69,13 @@ def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, 
     Returns:
         A float tensor on the model's device.
     """
-    chunks = []
+    from ..data.images import prepare_pil_images, target_size
+
+    chunks, size = [], target_size(processor)
     for batch in _batches(images, batch_size):
-        inputs = to_model(processor(images=list(batch), return_tensors="pt"), model)
-        chunks.append(model.get_image_features(pixel_values=inputs["pixel_values"]))
+        batch = prepare_pil_images(batch, size)  # lazy JPEGs draft-decoded at >= the input size; any mode to RGB
+        inputs = to_model(processor(images=batch, return_tensors="pt"), model)
+        chunks.append(features(model.get_image_features(pixel_values=inputs["pixel_values"])))
     embeds = _concat(chunks, "images")
     return F.normalize(embeds, dim=-1) if normalize else embeds
 
@@ -91,6 +100,68 @@ def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256, *
     chunks = []
     for batch in _batches(texts, batch_size):
         inputs = to_model(processor(text=list(batch), return_tensors="pt"), model)
-        chunks.append(model.get_text_features(**inputs))
+        chunks.append(features(model.get_text_features(**inputs)))
     embeds = _concat(chunks, "texts")
     return F.normalize(embeds, dim=-1) if normalize else embeds
+
+
+# -- distributed evaluation ---------------------------------------------------------------------------------
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group (``(0, 1)`` without one)."""
+    from ..losses._distributed import world_info
+
+    return world_info()
+
+
+def shard_of(n: int) -> tuple[list[int], int]:
+    """This rank's contiguous block of ``range(n)`` and how many of its entries are real.
+
+    Every rank gets ``ceil(n / world_size)`` indices (a short block is padded by repeating an index), so all
+    ranks run the same number of forward passes: under FSDP / ZeRO-3 each forward gathers parameters
+    collectively and a rank with one batch fewer would leave the others waiting.
+    """
+    rank, size = world()
+    per = -(-n // size)
+    start = min(rank * per, n)
+    own = list(range(start, min(start + per, n)))
+    valid = len(own)
+    filler = own[-1] if own else max(n - 1, 0)
+    return own + [filler] * (per - valid), valid
+
+
+def map_sharded(fn, n: int, batch_size: int):
+    """``fn(indices)`` over ``range(n)`` in batches, each rank on its shard (:func:`shard_of`), the results of
+    all ranks gathered in index order on every rank: a tensor of ``n`` rows when ``fn`` returns tensors
+    (rows), else a list of ``n`` items. Single process: ``fn`` over all of ``range(n)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    rank, size = world()
+    indices, valid = (list(range(n)), n) if size == 1 else shard_of(n)
+    parts = [fn(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
+    if parts and isinstance(parts[0], torch.Tensor):
+        local = torch.cat(parts)[:valid]
+        if size == 1:
+            return local
+        from ..losses._distributed import gather_rows
+
+        return gather_rows(local.contiguous())
+    local = [item for part in parts for item in part][:valid]
+    if size == 1:
+        return local
+    import torch.distributed as dist
+
+    gathered: list[list] = [None] * size  # type: ignore[list-item]
+    dist.all_gather_object(gathered, local)
+    return [item for part in gathered for item in part]
+
+
+def can_shard(dataset) -> bool:
+    """Map-style data (``datasets.Dataset``): rows can be addressed by index, so each rank embeds its shard.
+    Streams are evaluated whole on every rank (the same forwards everywhere, the same results)."""
+    return hasattr(dataset, "select") and hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
+
+
+def synced_generation() -> bool:
+    """``generate(synced_gpus=...)``: with several ranks, a rank that finished keeps stepping until all have, as
+    FSDP / ZeRO-3 forwards are collective."""
+    return world()[1] > 1

@@ -14,11 +14,13 @@ Rank definition (1-based), exact for every query:
 the best score among the correct items. Pessimistic is the default because a collapsed model (all embeddings equal)
 must score chance level, not a perfect recall; with continuous scores the two rules agree.
 
-``retrieval_ranks`` walks the queries in chunks, so memory is O(chunk_size x gallery size); it scores every pair
-twice (once per direction), the price of exact ranks without a stored matrix. Its counts equal those of the
-full-matrix reference ``retrieval_ranks_full`` (tested on integer-valued embeddings, whose dot products are exact
-whatever the BLAS summation order; with float embeddings a BLAS may round a score of a chunk differently from the
-same score in the full matrix, which can only matter for near-exact ties).
+``retrieval_ranks`` walks (image rows x text columns) blocks of the similarity matrix once, on the embeddings'
+device, with the block size taken from a memory budget: each block serves both directions, so every pair is scored
+once (plus the blocks that hold correct pairs, scored first for the thresholds). Its counts equal those of the
+full-matrix reference ``retrieval_ranks_full`` and of the former two-pass implementation (tested on integer-valued
+embeddings, whose dot products are exact whatever the BLAS summation order, and on collapsed and duplicated
+embeddings; with float embeddings a BLAS may round a score of a block differently from the same score in another
+product, which can only matter for near-exact ties).
 
 Feed ``RetrievalRanks.metric_inputs()`` to the ``retrieval_recall`` metric
 (``mmzoo.eval.metrics.load_metric("retrieval_recall")``) for recall@K and mean/median rank.
@@ -120,9 +122,44 @@ def _check_inputs(
     return images, texts, text_to_image
 
 
-def _count(mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise count of a (chunk, N) bool mask; an int32 sum is about twice as fast as the default int64 one."""
-    return mask.sum(1, dtype=torch.int32).long()
+def _count(mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Count of a bool mask along ``dim``; an int32 sum is about twice as fast as the default int64 one."""
+    return mask.sum(dim, dtype=torch.int32).long()
+
+
+# Bytes of working memory per element of a similarity block: the float32 scores, two bool comparisons, and slack
+# for the sums' temporaries.
+_BYTES_PER_SCORE = 8
+# On CPU the block is also kept cache-sized (2 M scores, 8 MiB): both comparisons then read it from cache instead of
+# streaming a (1024 x 50,000) block from memory twice.
+_CPU_BLOCK_SCORES = 2**21
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+
+
+def block_shape(
+    num_images: int, num_texts: int, device: torch.device | str, max_k: int = 0,
+    chunk_size: int | None = None, memory_budget: int | None = None,
+) -> tuple[int, int]:
+    """``(image rows, text columns)`` of one similarity block of :func:`retrieval_ranks`.
+
+    A block holds at most ``memory_budget / 8`` scores (default budget 512 MiB; on CPU also at most 2**21 scores, so
+    that it stays in cache), as square as that allows. ``chunk_size`` fixes the rows; the block then also stays
+    within ``chunk_size x num_texts`` scores. The top-k merges (``2 * max_k`` rows of a block's columns) fit the
+    same bound.
+    """
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    if budget < _BYTES_PER_SCORE:
+        raise ValueError(f"memory_budget must be at least {_BYTES_PER_SCORE} bytes, got {budget}.")
+    scores = budget // _BYTES_PER_SCORE
+    if torch.device(device).type == "cpu":
+        scores = min(scores, _CPU_BLOCK_SCORES)
+    if chunk_size is None:
+        rows = max(1, min(num_images, int(scores**0.5)))
+    else:
+        rows = max(1, min(num_images, chunk_size))
+        scores = min(scores, rows * num_texts)
+    cols = max(1, min(num_texts, scores // max(rows, 2 * max_k)))
+    return rows, cols
 
 
 @torch.inference_mode()
@@ -130,26 +167,36 @@ def retrieval_ranks(
     image_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
     text_to_image: torch.Tensor,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     max_k: int = 10,
     *,
     ties: Ties = "pessimistic",
     normalize: bool = True,
+    memory_budget: int | None = None,
 ) -> RetrievalRanks:
-    """Exact image->text and text->image ranks, computed chunk by chunk (memory O(chunk_size x N)).
+    """Exact image->text and text->image ranks in one pass over similarity blocks (memory O(block + N)).
 
-    Peak extra memory is about 10 bytes x chunk_size x max(num_images, num_texts) (measured on CPU: 513 MiB at
-    chunk_size 1024 and 50,000 pairs, where the full matrix would need ~30 GiB; see bench/retrieval_eval.py).
+    Each ``(image rows x text columns)`` block of scores is computed once and serves both directions: its rows
+    count, per image, the texts scoring at least (pessimistic) / above (optimistic) the image's best caption score,
+    and its columns count, per text, the images against the caption's correct score. Both thresholds are read up
+    front from the blocks that hold correct pairs (see ``_correct_scores``); the correct pairs inside a block are
+    then taken out of the counts with their in-block scores, so only incorrect items count. Everything runs on the
+    embeddings' device (a GPU when they are there).
+
+    Extra memory: one block (``memory_budget``, default 512 MiB, on CPU at most 16 MiB) plus O(N) counters and
+    O(max_k x N) top-k state (see ``bench/retrieval_eval.py`` for measurements).
 
     Args:
         image_embeds: ``(num_images, dim)`` float tensor.
         text_embeds: ``(num_texts, dim)`` float tensor, on the same device.
         text_to_image: ``(num_texts,)`` LongTensor, the image index of each caption (several captions per image
             allowed; every image needs at least one).
-        chunk_size: queries scored per step (default 1024).
+        chunk_size: image rows per block (default: chosen from ``memory_budget``); when given, a block is also at
+            most ``chunk_size x num_texts`` scores.
         max_k: also return the indices of the top ``max_k`` gallery items per query (0 disables; default 10).
         ties: tie rule, ``"pessimistic"`` (default) or ``"optimistic"`` (see the module docstring).
         normalize: L2-normalise the embeddings first, i.e. rank by cosine similarity (default True).
+        memory_budget: bytes of working memory for one block (see :func:`block_shape`).
 
     Returns:
         RetrievalRanks with ranks on the embeddings' device.
@@ -160,56 +207,83 @@ def retrieval_ranks(
         >>> retrieval_ranks(images, texts, torch.tensor([0, 0, 1, 2])).text_to_image.tolist()
         [1, 1, 1, 1]
     """
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     images, texts, text_to_image = _check_inputs(image_embeds, text_embeds, text_to_image, ties, normalize)
-    i2t, i2t_topk = _image_to_text_ranks(images, texts, text_to_image, chunk_size, max_k, ties)
-    t2i, t2i_topk = _text_to_image_ranks(images, texts, text_to_image, chunk_size, max_k, ties)
-    return RetrievalRanks(i2t, t2i, i2t_topk, t2i_topk)
-
-
-def _image_to_text_ranks(images, texts, text_to_image, chunk_size, max_k, ties):
     num_images, num_texts = images.shape[0], texts.shape[0]
-    # Captions grouped by image: those of images [a, b) are by_image[offsets[a]:offsets[b]].
-    by_image = torch.argsort(text_to_image, stable=True)
-    offsets = torch.zeros(num_images + 1, dtype=torch.long, device=images.device)
-    offsets[1:] = torch.cumsum(torch.bincount(text_to_image, minlength=num_images), 0)
-    offsets = offsets.tolist()
-    ranks, topk = [], []
-    for start in range(0, num_images, chunk_size):
-        stop = min(start + chunk_size, num_images)
-        scores = images[start:stop] @ texts.T  # (chunk, num_texts)
-        captions = by_image[offsets[start] : offsets[stop]]
-        owners = text_to_image[captions] - start
-        correct = scores[owners, captions]
-        best = torch.full((stop - start,), float("-inf"), dtype=scores.dtype, device=scores.device)
-        best = best.scatter_reduce(0, owners, correct, reduce="amax")
-        if ties == "pessimistic":  # items >= the best correct score, minus the correct ones among them
-            beaten = _count(scores >= best[:, None])
-            beaten -= torch.zeros_like(beaten).scatter_add_(0, owners, (correct >= best[owners]).to(beaten.dtype))
-        else:  # no correct caption scores above the best one
-            beaten = _count(scores > best[:, None])
-        ranks.append(1 + beaten)
+    rows, cols = block_shape(num_images, num_texts, images.device, max(max_k, 0), chunk_size, memory_budget)
+    best, correct = _correct_scores(images, texts, text_to_image, rows, cols)
+    beats = torch.ge if ties == "pessimistic" else torch.gt
+    device = images.device
+    i2t = torch.zeros(num_images, dtype=torch.long, device=device)  # incorrect texts beating each image's best
+    t2i = torch.zeros(num_texts, dtype=torch.long, device=device)  # incorrect images beating each caption's image
+    k_texts, k_images = min(max_k, num_texts), min(max_k, num_images)
+    i2t_top: list[torch.Tensor] = []
+    if max_k > 0:  # running top-k of every text's column; -inf placeholders drop out (every score is finite)
+        t2i_vals = torch.full((k_images, num_texts), float("-inf"), dtype=images.dtype, device=device)
+        t2i_idx = torch.zeros((k_images, num_texts), dtype=torch.long, device=device)
+    for a in range(0, num_images, rows):
+        b = min(a + rows, num_images)
+        row_best = best[a:b, None]
+        row_vals, row_idx = [], []
+        for p in range(0, num_texts, cols):
+            q = min(p + cols, num_texts)
+            scores = images[a:b] @ texts[p:q].T  # (b - a, q - p): the only product of this pair of ranges
+            i2t[a:b] += _count(beats(scores, row_best), 1)
+            t2i[p:q] += _count(beats(scores, correct[None, p:q]), 0)
+            # the block's correct pairs were counted above, each against its own threshold: take them out
+            owners = text_to_image[p:q]
+            inside = ((owners >= a) & (owners < b)).nonzero().flatten()
+            if inside.numel():
+                own = owners[inside]
+                value = scores[own - a, inside]
+                i2t.index_add_(0, own, -beats(value, best[own]).long())
+                t2i[p + inside] -= beats(value, correct[p + inside]).long()
+            if max_k > 0:
+                top = scores.topk(min(k_texts, q - p), dim=1)
+                row_vals.append(top.values)
+                row_idx.append(top.indices + p)
+                top = scores.topk(min(k_images, b - a), dim=0)
+                vals = torch.cat([t2i_vals[:, p:q], top.values])
+                idx = torch.cat([t2i_idx[:, p:q], top.indices + a])
+                merged = vals.topk(k_images, dim=0)
+                t2i_vals[:, p:q] = merged.values
+                t2i_idx[:, p:q] = idx.gather(0, merged.indices)
         if max_k > 0:
-            topk.append(scores.topk(min(max_k, num_texts), dim=1).indices)
-    return torch.cat(ranks), (torch.cat(topk) if max_k > 0 else None)
+            vals, idx = torch.cat(row_vals, 1), torch.cat(row_idx, 1)
+            i2t_top.append(idx.gather(1, vals.topk(k_texts, dim=1).indices))
+    if max_k <= 0:
+        return RetrievalRanks(1 + i2t, 1 + t2i)
+    return RetrievalRanks(1 + i2t, 1 + t2i, torch.cat(i2t_top), t2i_idx.T.contiguous())
 
 
-def _text_to_image_ranks(images, texts, text_to_image, chunk_size, max_k, ties):
+def _correct_scores(images, texts, text_to_image, rows, cols):
+    """Per image its best caption score, per caption its correct score.
+
+    Each is read from the very block product the main pass computes for its pair of ranges (same operands, same
+    shape), so that a threshold is bitwise the score it stands for: a BLAS rounds one dot product differently in
+    products of different shapes, which matters for exact ties (duplicated or collapsed embeddings). Only blocks that
+    hold a correct pair are computed: a band around the diagonal when captions come grouped by image (a few % of the
+    main pass), every block when they come in random order.
+    """
     num_images, num_texts = images.shape[0], texts.shape[0]
-    ranks, topk = [], []
-    for start in range(0, num_texts, chunk_size):
-        stop = min(start + chunk_size, num_texts)
-        scores = texts[start:stop] @ images.T  # (chunk, num_images)
-        rows = torch.arange(stop - start, device=scores.device)
-        correct = scores[rows, text_to_image[start:stop]]
-        if ties == "pessimistic":  # the count of images >= the correct score includes the correct one: the rank
-            ranks.append(_count(scores >= correct[:, None]))
-        else:
-            ranks.append(1 + _count(scores > correct[:, None]))
-        if max_k > 0:
-            topk.append(scores.topk(min(max_k, num_images), dim=1).indices)
-    return torch.cat(ranks), (torch.cat(topk) if max_k > 0 else None)
+    device = images.device
+    best = torch.full((num_images,), float("-inf"), dtype=images.dtype, device=device)
+    correct = torch.empty(num_texts, dtype=images.dtype, device=device)
+    chunk_of = text_to_image // rows
+    tile_of = torch.arange(num_texts, device=device) // cols
+    num_tiles = -(-num_texts // cols)
+    pairs = torch.unique(chunk_of * num_tiles + tile_of).tolist()  # (row chunk, column tile) holding correct pairs
+    for pair in pairs:
+        a, p = (pair // num_tiles) * rows, (pair % num_tiles) * cols
+        b, q = min(a + rows, num_images), min(p + cols, num_texts)
+        owners = text_to_image[p:q]
+        inside = ((owners >= a) & (owners < b)).nonzero().flatten()
+        own = owners[inside]
+        value = (images[a:b] @ texts[p:q].T)[own - a, inside]
+        correct[p + inside] = value
+        best.scatter_reduce_(0, own, value, reduce="amax")
+    return best, correct
 
 
 @torch.inference_mode()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import CONFIG_MAPPING, AutoModel
+from transformers import CONFIG_MAPPING
 
-from ..encoders.tower import Tower
+from ..encoders.tower import Tower, tower_model
 from .base import FUSIONS, Fusion, FusionOutput
 
 
@@ -46,7 +46,7 @@ class DistillationFusion(Fusion):
             hf_config = teacher_config(config, modality)
             if modality == "text":
                 self._check_vocab(hf_config, teacher)
-            self.teachers[modality] = Tower(AutoModel.from_config(hf_config), modality, teacher.pooling,
+            self.teachers[modality] = Tower(tower_model(hf_config, teacher.pooling), modality, teacher.pooling,
                                             projection_dim=None)
         self.train(self.training)  # freezes the teachers and puts them in eval mode
         self.teacher_widths = {m: tower.width for m, tower in self.teachers.items()}

@@ -1,17 +1,18 @@
 """Transformer building blocks owned by mmzoo (fusion layers, caption decoder).
 
-Attention runs through ``torch.nn.functional.scaled_dot_product_attention``. Layers subclass transformers'
+Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (or its eager twin when the model's
+``attn_implementation`` is "eager", see ``mmzoo.utils.attention``). Layers subclass transformers'
 ``GradientCheckpointingLayer`` so ``model.gradient_checkpointing_enable()`` reaches them too.
 """
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..encoders.pooling import POOLERS
+from ..utils.attention import attend
 
 # tower pooling -> how a fusion summarises that modality's fused token states into its pair embedding
 _PAIR_POOLING = {"mean": "max", "max": "max"}  # every other tower pooling reads the first token (CLS)
@@ -41,7 +42,12 @@ class Attention(nn.Module):
     ``width`` is the attention's inner width; ``query_width`` / ``kv_width`` / ``out_width`` are the widths of
     the queries, the keys/values and the output (all default to ``width``), so one stream can attend to another
     of a different width in a third width (ViLBERT's co-attention).
+
+    ``attn_implementation`` ("sdpa" or "eager") is set by the model from ``config._attn_implementation``.
     """
+
+    mmzoo_attention = True
+    attn_implementation = "sdpa"
 
     def __init__(self, width: int, num_heads: int, kv_width: int | None = None, dropout: float = 0.0,
                  query_width: int | None = None, out_width: int | None = None) -> None:
@@ -66,10 +72,7 @@ class Attention(nn.Module):
             mask = key_mask.bool()[:, None, None, :]
             if causal:
                 mask = mask & _causal(lq, k.shape[2], x.device)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        out = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0, self.attn_implementation)
         return self.out(out.transpose(1, 2).reshape(b, lq, d))
 
 

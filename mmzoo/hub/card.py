@@ -21,21 +21,40 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from ..errors import HubError
 from ..specs import ModelSpec
 from ..version import __version__
+from . import _markdown as md
+from . import snippets
+from .pictures import EXAMPLES, LOSS_CURVE
+from .facts import RUN_INFO, describe_spec, description, hardware_line, learned_scalars
 
 DEFAULT_LICENSE = "apache-2.0"
 SECRET_KEYS = frozenset({"token", "hf_token", "api_key", "password", "secret"})
 _MARKER = re.compile(r"\n?<!-- mmzoo-card-sha256: ([0-9a-f]{64}) .*?-->\n?")
 
-# eval task tag -> (model-index task type, pretty name)
+# eval task tag -> (model-index task type: a Hub task id, pretty name). The Hub has no image-text retrieval or
+# matching task: retrieval ranks embeddings (feature-extraction), matching scores a label text against an image
+# (zero-shot-image-classification). tests/hub/test_card.py checks every id against the Hub's task list.
 TASK_TYPES: dict[str, tuple[str, str]] = {
-    "retrieval": ("image-text-retrieval", "Image-Text Retrieval"),
-    "zero_shot": ("zero-shot-image-classification", "Zero-Shot Image Classification"),
-    "zeroshot": ("zero-shot-image-classification", "Zero-Shot Image Classification"),
+    "retrieval": ("feature-extraction", "Image-Text Retrieval"),
     "zero_shot_classification": ("zero-shot-image-classification", "Zero-Shot Image Classification"),
-    "itm": ("image-text-matching", "Image-Text Matching"),
+    "itm": ("zero-shot-image-classification", "Image-Text Matching"),
     "vqa": ("visual-question-answering", "Visual Question Answering"),
     "captioning": ("image-to-text", "Image Captioning"),
 }
+# words of metric keys shown differently in readable metric names
+_METRIC_WORDS = {"image": "Image", "text": "Text", "to": "→", "recall": "Recall", "at": "@", "mean": "Mean",
+                 "median": "Median", "rank": "Rank", "accuracy": "Accuracy", "bleu": "BLEU", "cider": "CIDEr",
+                 "meteor": "METEOR", "rouge": "ROUGE", "spice": "SPICE", "top": "Top", "vqa": "VQA", "f1": "F1",
+                 "auc": "AUC", "roc": "ROC", "map": "mAP", "ndcg": "nDCG", "mrr": "MRR", "loss": "Loss"}
+
+
+def metric_name(key: str) -> str:
+    """A readable metric name: ``text_to_image_recall_at_1`` -> ``Text→Image Recall@1``."""
+    words = [_METRIC_WORDS.get(w, w.capitalize() if w.isalpha() else w) for w in re.split(r"[_\s]+", key) if w]
+    out = ""
+    for word in words:
+        glue = "" if not out or word in ("→", "@") or out.endswith(("→", "@")) else " "
+        out += glue + word
+    return out or key
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class Run:
     spec: ModelSpec
     recipe: dict[str, Any] | None
     eval_results: dict[str, Any] | None
+    info: dict[str, Any] | None = None  # run_info.json: wall time, hardware, samples, losses (mmzoo.train.run_info)
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -65,7 +85,8 @@ def load_run(run_dir: str | Path) -> Run:
     results = _read(path / "eval_results.json", json.loads) if (path / "eval_results.json").is_file() else None
     if results is not None and not isinstance(results.get("results"), list):
         raise HubError(f"{path / 'eval_results.json'}: expected {{'results': [...]}}, got keys {sorted(results)}")
-    return Run(path, config, spec, recipe, results)
+    info = _read(path / RUN_INFO, json.loads) if (path / RUN_INFO).is_file() else None
+    return Run(path, config, spec, recipe, results, info)
 
 
 def _without_secrets(node: Any) -> Any:
@@ -99,8 +120,9 @@ def base_models(spec: ModelSpec) -> list[str]:
     return [e.model for e in spec.encoders if e.pretrained and is_hub_id(e.model)]
 
 
-def pipeline_tag(spec: ModelSpec) -> str:
-    return "zero-shot-image-classification" if spec.scores_pairs else "feature-extraction"
+def pipeline_tag(spec: ModelSpec, config: dict[str, Any] | None = None) -> str:
+    """The Hub pipeline tag of the model's main head (see :mod:`mmzoo.hub.snippets`)."""
+    return snippets.pipeline_tag(spec, config or {})
 
 
 def eval_results(run: Run) -> list[EvalResult]:
@@ -115,7 +137,7 @@ def eval_results(run: Run) -> list[EvalResult]:
                 dataset_type=dataset.get("name", "unknown"), dataset_name=dataset.get("name", "unknown"),
                 dataset_config=dataset.get("config"), dataset_split=dataset.get("split"),
                 dataset_revision=dataset.get("revision"),
-                metric_type=metric, metric_name=metric, metric_value=value,
+                metric_type=metric, metric_name=metric_name(metric), metric_value=value,
             ))
     return out
 
@@ -127,10 +149,12 @@ def eval_result_files(run: Run) -> dict[str, str]:
         dataset = result.get("dataset") or {}
         name = dataset.get("name", "unknown")
         protocol = _inline(result.get("protocol"))
+        task_name = TASK_TYPES.get(result["task"], (None, result["task"]))[1]
         for metric, value in sorted((result.get("metrics") or {}).items()):
+            notes = f"{task_name}: {metric_name(metric)}" + (f" ({protocol})" if protocol else "")
             entries.setdefault(name, []).append(EvalResultEntry(
                 dataset_id=name, task_id=f"{result['task']}/{metric}", value=value,
-                dataset_revision=dataset.get("revision"), notes=protocol or None,
+                dataset_revision=dataset.get("revision"), notes=notes,
             ))
     return {f".eval_results/{_slug(name)}.yaml": yaml.safe_dump(eval_result_entries_to_yaml(items), sort_keys=False)
             for name, items in entries.items()}
@@ -149,7 +173,7 @@ def card_data(run: Run, repo_id: str | None = None, license: str | None = None,
         license=license or hub.get("license") or DEFAULT_LICENSE,
         base_model=base_models(spec) or None,
         datasets=_datasets(run) or None,
-        pipeline_tag=pipeline_tag(spec),
+        pipeline_tag=pipeline_tag(spec, run.config),
         tags=list(dict.fromkeys(all_tags)),
         metrics=metrics or None,
         eval_results=eval_results(run) or None,
@@ -159,8 +183,22 @@ def card_data(run: Run, repo_id: str | None = None, license: str | None = None,
 def _datasets(run: Run) -> list[str]:
     """Hub dataset ids named in the recipe's data section or the eval results (built-ins are not Hub ids)."""
     names = [r.get("dataset", {}).get("name") for r in (run.eval_results or {}).get("results", [])]
-    names += _find_values((run.recipe or {}).get("data"), ("dataset", "dataset_id", "path", "name"))
+    names += [name for name, hub in _data_names(run.recipe) if hub]
     return [n for n in dict.fromkeys(names) if isinstance(n, str) and is_hub_id(n)]
+
+
+def _data_names(recipe: dict[str, Any] | None) -> list[tuple[str, bool]]:
+    """``(shown name, may be a Hub id)`` of each data source of the recipe (``mmzoo:NAME`` for built-ins)."""
+    out = []
+    for role in ("train", "eval"):
+        source = ((recipe or {}).get("data") or {}).get(role)
+        if not isinstance(source, dict):
+            continue
+        if source.get("source") == "builtin":
+            out.append((f"mmzoo:{source.get('name')}", False))
+        else:
+            out += [(v, True) for v in _find_values(source, ("dataset", "dataset_id", "path", "name"))]
+    return list(dict.fromkeys(out))
 
 
 def _find_values(node: Any, keys: tuple[str, ...]) -> list[Any]:
@@ -183,16 +221,22 @@ def templates_dir() -> Path:
                    "reinstall mmzoo")
 
 
+PICTURES = ((LOSS_CURVE, "Training and evaluation curves"), (EXAMPLES, "Held-out examples with the model's top results"))
+
+
 def render_card(run_dir: str | Path | Run, repo_id: str | None = None, *, license: str | None = None,
-                tags: list[str] | tuple[str, ...] = (), template: str = "base.md.jinja") -> ModelCard:
+                tags: list[str] | tuple[str, ...] = (), template: str = "base.md.jinja",
+                remote_code: bool = False) -> ModelCard:
     """Render the model card of a run.
 
     Args:
         run_dir: run directory (or a loaded :class:`Run`).
-        repo_id: Hub id used in the usage snippet and as model name (default: the spec's name).
+        repo_id: Hub id used in the usage snippets and as model name (default: the spec's name).
         license: Hub license id; default ``recipe.yaml → hub.license`` or ``apache-2.0``.
         tags: extra tags.
         template: template file in ``model_cards/``.
+        remote_code: the snippets load the repo's own code (``trust_remote_code=True``, no ``import mmzoo``),
+            for repos pushed with ``remote_code=True``.
 
     Example:
         >>> card = render_card("runs/mm-clip-tiny", "me/mm-clip-tiny")  # doctest: +SKIP
@@ -205,30 +249,63 @@ def render_card(run_dir: str | Path | Run, repo_id: str | None = None, *, licens
     data = card_data(run, repo_id, license, tags)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
-    text = env.get_template(template).render(card_data=data.to_yaml(), **_context(run, data, repo_id))
+    env.filters.update(md=md.text, cell=md.cell, code=md.code_span, code_cell=md.code_cell, fence=md.fence)
+    text = env.get_template(template).render(card_data=data.to_yaml(),
+                                             **_context(run, data, repo_id, remote_code))
     return ModelCard(stamp(text))
 
 
-def _context(run: Run, data: ModelCardData, repo_id: str | None) -> dict[str, Any]:
-    spec, recipe = run.spec, run.recipe
-    objectives = [{"type": o.type, "weight": o.weight, "settings": _inline(o.to_dict(), skip=("type", "weight"))}
+def _context(run: Run, data: ModelCardData, repo_id: str | None, remote_code: bool = False) -> dict[str, Any]:
+    spec, recipe, info = run.spec, run.recipe, run.info or {}
+    learned = learned_scalars(run.path, spec)
+    objectives = [{"type": o.type, "weight": o.weight, "settings": _inline(o.to_dict(), skip=("type", "weight")),
+                   "learned": ", ".join(f"{k} {v:.4g}" for k, v in learned.get(o.type, {}).items())}
                   for o in spec.objectives]
+    repo = repo_id or f"<user>/{spec.name}"
     return {
-        "model_name": data.model_name, "repo_id": repo_id or f"<user>/{spec.name}", "description": spec.description,
+        "model_name": data.model_name, "repo_id": repo,
+        "description": description(spec, run.info),
+        "run_description": (recipe or {}).get("description") or "",
         "family": "dual encoder" if spec.fusion.type == "dual_encoder" else f"{spec.fusion.type} fusion model",
-        "summary": f"{spec.encoder('image').pooling}-pooled image tower and {spec.encoder('text').pooling}-pooled "
-                   f"text tower projected to {spec.projection_dim} dims, trained with "
-                   + " + ".join(f"{o.weight:g} × {o.type}" for o in spec.objectives) + ".",
+        "summary": describe_spec(spec),
         "mmzoo_version": __version__, "projection_dim": spec.projection_dim,
         "encoders": [_encoder_row(e) for e in spec.encoders],
         "fusion": {"type": spec.fusion.type, "settings": _inline(spec.fusion.to_dict(), skip=("type",))},
         "objectives": objectives, "spec_yaml": spec.to_yaml(),
-        "datasets": data.datasets or _find_values((recipe or {}).get("data"), ("dataset", "name")),
+        "datasets": list(dict.fromkeys(name for name, _ in _data_names(recipe))) or data.datasets or [],
         "hyperparameters": _flatten((recipe or {}).get("training") or {}),
         "recipe_yaml": yaml.safe_dump(recipe, sort_keys=False) if recipe else "",
         "results": [_result_row(r) for r in (run.eval_results or {}).get("results", [])],
         "zero_shot": spec.scores_pairs, "base_models": data.base_model or [],
+        "usages": snippets.usages(spec, run.config, repo, remote_code), "remote_code": remote_code,
+        "facts": _facts(info), "checkpoint_step": info.get("checkpoint_step"),
+        "evaluated": run.eval_results is not None,
+        "pictures": [(file, caption) for file, caption in PICTURES if (run.path / file).is_file()],
     }
+
+
+def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(fact, value) rows of the card's "Training run" table, from ``run_info.json``."""
+    if not info:
+        return []
+    rows = []
+    if info.get("wall_time_s") is not None:
+        rows.append(("Wall time", f"{info['wall_time_s'] / 60:.1f} min ({info['wall_time_s']:.0f} s)"))
+    rows.append(("Hardware", hardware_line(info.get("hardware"))))
+    if info.get("global_step") is not None:
+        rows.append(("Optimizer steps", str(info["global_step"])))
+    if info.get("samples_seen") is not None:
+        rows.append(("Samples seen", f"{info['samples_seen']:,}" + (f" ({info['epochs']:.2f} epochs)"
+                                                                    if info.get("epochs") else "")))
+    for key, label in (("final_train_loss", "Final training loss"), ("mean_train_loss", "Mean training loss"),
+                       ("final_eval_loss", "Final evaluation loss")):
+        if info.get(key) is not None:
+            terms = info.get(key.replace("loss", "terms")) or {}
+            extra = ", ".join(f"{k} {v:.4f}" for k, v in terms.items())
+            rows.append((label, f"{info[key]:.4f}" + (f" ({extra})" if extra else "")))
+    if info.get("resumed_from"):
+        rows.append(("Resumed from", str(info["resumed_from"])))
+    return rows
 
 
 def _encoder_row(enc) -> dict[str, Any]:
@@ -245,6 +322,7 @@ def _result_row(result: dict[str, Any]) -> dict[str, Any]:
     dataset = result.get("dataset") or {}
     name = dataset.get("name", "unknown") + (f" / {dataset['config']}" if dataset.get("config") else "")
     metrics = [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted((result.get("metrics") or {}).items())]
+    metrics = [(metric_name(k), v) for k, v in metrics]
     return {"task_name": TASK_TYPES.get(result["task"], (None, result["task"]))[1], "dataset": name,
             "split": dataset.get("split"), "metrics": metrics, "protocol": _inline(result.get("protocol"))}
 
@@ -267,6 +345,12 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "results"
+
+
+def code_blocks(text: str, language: str = "python") -> list[str]:
+    """The bodies of the fenced ``language`` blocks of a Markdown text, in order (any fence of 3+ backticks)."""
+    pattern = re.compile(r"^(`{3,})" + re.escape(language) + r"[ \t]*\n(.*?)^\1[ \t]*$", re.DOTALL | re.MULTILINE)
+    return [m.group(2) for m in pattern.finditer(text)]
 
 
 # -- "human-edited" detection ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmzoo.losses._distributed import gather_with_offset, world_info
+from mmzoo.losses._distributed import gather_with_offset, neighbour_exchange, world_info
 
 __all__ = [
     "GradientReversal",
@@ -104,12 +104,16 @@ def contrastive_loss(
     return loss, logits_per_image, logits_per_text
 
 
+SIGMOID_EXCHANGES = ("all_gather", "ring")
+
+
 def sigmoid_loss(
     image_embeds: Tensor,
     text_embeds: Tensor,
     logit_scale: Tensor | float,
     logit_bias: Tensor | float,
     gather: bool = True,
+    exchange: str = "all_gather",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pairwise sigmoid loss of SigLIP (Zhai et al. 2023, "Sigmoid Loss for Language Image Pre-Training").
 
@@ -117,11 +121,19 @@ def sigmoid_loss(
 
         L = -1/N * sum_{i=1..N} sum_{j=1..N} log sigmoid( z_ij * (t * x_i . y_j + b) )
 
-    normalised by the GLOBAL batch size ``N`` as in the paper. Distributed: instead of the paper's ring
-    exchange of text chunks, texts are all-gathered with gradients and each rank scores its ``n`` local images
-    against all ``N`` texts (every pair is scored exactly once across ranks), returning
-    ``-world_size/N * sum(local terms)``, whose mean over ranks is ``L``. Memory is ``O(n*N)`` per rank, as
-    for :func:`contrastive_loss`. Images are gathered too, only to return ``logits_per_text``.
+    normalised by the GLOBAL batch size ``N`` as in the paper. Each rank scores its ``n`` local images against
+    all ``N`` texts (every pair is scored exactly once across ranks) and returns ``-world_size/N * sum(local
+    terms)``, whose mean over ranks is ``L``. The terms are summed as ``softplus(logits)`` over all pairs with
+    the positives corrected (``-log sigmoid(x) = softplus(-x)``), so no ``(n, N)`` sign matrix is built.
+
+    ``exchange`` picks how the texts of other ranks are reached when distributed:
+
+    * ``"all_gather"``: texts (and images) are all-gathered with gradients; returns ``(n, N)`` logits in both
+      directions (memory ``O(n*N)``, two logits matrices);
+    * ``"ring"``: the paper's neighbour exchange: the local texts travel around the ring of ranks in
+      ``world_size - 1`` steps and each step scores one ``(n, n)`` block, so no ``(n, N)`` matrix is ever
+      materialised at once and the images are never gathered. Same loss and gradients as ``"all_gather"``;
+      every rank needs the same ``n``. The returned logits are the local ``(n, n)`` block and its transpose.
 
     Args:
         image_embeds: ``(n, D)`` L2-normalised image embeddings.
@@ -129,21 +141,46 @@ def sigmoid_loss(
         logit_scale: scalar ``t`` (already exponentiated by the caller).
         logit_bias: scalar ``b`` (the paper initialises it to -10).
         gather: use pairs from all ranks when distributed.
+        exchange: ``"all_gather"`` or ``"ring"`` (see above).
 
     Returns:
-        ``(loss, logits_per_image, logits_per_text)``, both logits ``(n, N)`` and including the bias.
+        ``(loss, logits_per_image, logits_per_text)``, logits including the bias.
     """
     _check_pairs(image_embeds, text_embeds, "sigmoid_loss")
+    if exchange not in SIGMOID_EXCHANGES:
+        raise ValueError(f"sigmoid_loss: exchange must be one of {SIGMOID_EXCHANGES}, got {exchange!r}.")
+    if exchange == "ring" and gather and world_info()[1] > 1:
+        return _sigmoid_ring(image_embeds, text_embeds, logit_scale, logit_bias)
     all_images, all_texts, offset, world_size = _gather_pairs(image_embeds, text_embeds, gather)
     n, total = image_embeds.shape[0], all_texts.shape[0]
     logits_per_image = logit_scale * image_embeds @ all_texts.t() + logit_bias
-    logits_per_text = logit_scale * text_embeds @ all_images.t() + logit_bias
-    logits = _upcast(logits_per_image)
-    signs = -torch.ones(n, total, device=logits.device, dtype=logits.dtype)
-    rows = torch.arange(n, device=logits.device)
-    signs[rows, rows + offset] = 1.0
-    loss = -F.logsigmoid(signs * logits).sum() * (world_size / total)
-    return loss, logits_per_image, logits_per_text
+    if world_size == 1:
+        logits_per_text = logits_per_image.t()
+    else:
+        logits_per_text = logit_scale * text_embeds @ all_images.t() + logit_bias
+    rows = torch.arange(n, device=image_embeds.device)
+    summed = _sigmoid_block_sum(logits_per_image, _upcast(logits_per_image[rows, rows + offset]))
+    return summed * (world_size / total), logits_per_image, logits_per_text
+
+
+def _sigmoid_block_sum(logits: Tensor, positives: Tensor | None) -> Tensor:
+    """``sum -log sigmoid(z * logits)`` with ``z = -1`` everywhere except at ``positives`` (their logits)."""
+    summed = F.softplus(_upcast(logits)).sum()
+    if positives is not None:
+        summed = summed - F.softplus(positives).sum() + F.softplus(-positives).sum()
+    return summed
+
+
+def _sigmoid_ring(image_embeds: Tensor, text_embeds: Tensor, logit_scale, logit_bias):
+    rank, world_size = world_info()
+    n = image_embeds.shape[0]
+    local = logit_scale * image_embeds @ text_embeds.t() + logit_bias
+    summed = _sigmoid_block_sum(local, _upcast(local.diagonal()))
+    texts, to, source = text_embeds, (rank + 1) % world_size, (rank - 1) % world_size
+    for _ in range(world_size - 1):  # texts of rank r - k arrive at step k: negatives only
+        texts = neighbour_exchange(texts, to, source)
+        summed = summed + _sigmoid_block_sum(logit_scale * image_embeds @ texts.t() + logit_bias, None)
+    return summed * (1.0 / n), local, local.t()
 
 
 def sample_hard_negatives(

@@ -11,7 +11,8 @@ restoring the RNG state per chunk).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -50,73 +51,96 @@ def _set_rng(state: tuple[Tensor, list[Tensor] | None]) -> None:
         torch.cuda.set_rng_state_all(state[1])
 
 
-def _embed(encode: Callable[[Inputs], Tensor], chunks: list[Inputs], states: list) -> Tensor:
-    """Graph-free pass; records the RNG state before each chunk."""
-    embeds = []
-    for chunk in chunks:
-        states.append(_get_rng())
-        embeds.append(encode(chunk))
-    return torch.cat(embeds)
-
-
-def _replay(encode: Callable[[Inputs], Tensor], chunks: list[Inputs], states: list, grad: Tensor | None) -> None:
-    """Re-encode each chunk with a graph (same RNG state) and backprop its slice of the cached gradient."""
-    if grad is None:  # the loss did not depend on this modality
-        return
-    start = 0
-    for chunk, state in zip(chunks, states):
-        _set_rng(state)
-        embeds = encode(chunk)
-        embeds.backward(grad[start : start + embeds.shape[0]])
-        start += embeds.shape[0]
+def _replay(encode: Callable[[Inputs], Tensor], chunk: Inputs, state, grad: Tensor) -> None:
+    """Re-encode one chunk with a graph (same RNG state) and backprop its slice of the cached gradient."""
+    _set_rng(state)
+    encode(chunk).backward(grad)
 
 
 def grad_cache_step(
-    encode_image: Callable[[Inputs], Tensor],
-    encode_text: Callable[[Inputs], Tensor],
-    image_inputs: Inputs,
-    text_inputs: Inputs,
+    encode_first: Callable[[Inputs], Tensor],
+    encode_second: Callable[[Inputs], Tensor],
+    first_inputs: Inputs,
+    second_inputs: Inputs,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     chunk_size: int,
+    *,
+    loss_params: Sequence[Tensor] | None = None,
+    encode_last: Callable[[Inputs, Inputs], tuple[Tensor, Tensor]] | None = None,
+    no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> Tensor:
-    """Compute ``loss_fn(encode_image(images), encode_text(texts))`` and accumulate its parameter gradients
+    """Compute ``loss_fn(encode_first(first), encode_second(second))`` and accumulate its parameter gradients
     into ``.grad`` with at most ``chunk_size`` examples' activations alive at a time.
 
     Args:
-        encode_image: maps one chunk of ``image_inputs`` to ``(chunk, D)`` embeddings.
-        encode_text: maps one chunk of ``text_inputs`` to ``(chunk, D)`` embeddings.
-        image_inputs: ``(B, ...)`` tensor, or a mapping (e.g. ``{"pixel_values": ...}``) whose tensor values
-            share batch size ``B``; non-tensor values are passed to every chunk unchanged.
-        text_inputs: same for the texts (e.g. ``{"input_ids": ..., "attention_mask": ...}``).
-        loss_fn: ``(image_embeds (B, D), text_embeds (B, D)) -> scalar``; may use learnable parameters
-            (``logit_scale``, ``logit_bias``) and distributed gathers, which get their gradients here.
+        encode_first: maps one chunk of ``first_inputs`` to ``(chunk, D)`` embeddings. It runs first, so pass
+            the modality that the plain forward embeds first (mmzoo models: the text) to draw the same dropout.
+        encode_second: the same for ``second_inputs``.
+        first_inputs: ``(B, ...)`` tensor, or a mapping (e.g. ``{"input_ids": ..., "attention_mask": ...}``)
+            whose tensor values share batch size ``B``; non-tensor values are passed to every chunk unchanged.
+        second_inputs: the same for the other modality (same ``B``).
+        loss_fn: ``(first_embeds (B, D), second_embeds (B, D)) -> scalar``; may use learnable parameters
+            (``logit_scale``, ``logit_bias``) and distributed gathers.
         chunk_size: examples per encoder call (> 0).
+        loss_params: the parameters ``loss_fn`` uses directly. Given, their gradients are folded into the last
+            chunk's backward (so one backward, e.g. DDP's, covers every parameter); ``None``: the loss is
+            backpropagated on its own and they get their gradients there.
+        encode_last: ``(first_chunk, second_chunk) -> (first_embeds, second_embeds)`` for the last pair of
+            chunks, e.g. one forward of the DDP-wrapped model, whose backward then all-reduces the accumulated
+            gradients in DDP's buckets, overlapped with the computation. Default: the two encoders in turn.
+        no_sync: a context manager factory (``ddp.no_sync``) entered for the backwards of all chunks but the last.
 
     Returns:
         The loss, detached. Gradients are accumulated (added) into ``.grad``; call ``optimizer.step()`` next.
 
-    The global RNG is left as after one plain forward, so later random ops match the plain path. Each
-    chunk's forward runs twice, so running statistics (BatchNorm) are updated twice. Under DDP, call it in
-    ``with ddp_model.no_sync():`` and then :func:`mmzoo.losses._distributed.average_gradients`, since the
-    per-chunk backwards do not fit DDP's one-forward-one-backward hooks. Only CPU and CUDA RNG are replayed.
+    Order of the random draws: chunks ``0..k-2`` of the first modality, then of the second, then the last chunk
+    of each, back to back (so one forward of a model over the last pair draws what was recorded). With one
+    chunk that is exactly the plain forward's order; the global RNG is left as after it. Each chunk's forward
+    runs twice, so running statistics (BatchNorm) are updated twice. Only CPU and CUDA RNG are replayed.
     """
     if not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ValueError(f"grad_cache_step: chunk_size must be a positive int, got {chunk_size!r}.")
-    image_chunks = _split(image_inputs, chunk_size, "image_inputs")
-    text_chunks = _split(text_inputs, chunk_size, "text_inputs")
-    image_states: list = []
-    text_states: list = []
+    first = _split(first_inputs, chunk_size, "first_inputs")
+    second = _split(second_inputs, chunk_size, "second_inputs")
+    if len(first) != len(second):
+        raise ValueError(f"grad_cache_step: {len(first)} chunks of first_inputs but {len(second)} of "
+                         "second_inputs; both modalities need the same batch size")
+    last = len(first) - 1
+    order = [(0, i) for i in range(last)] + [(1, i) for i in range(last)] + [(0, last), (1, last)]
+    chunks, encoders = (first, second), (encode_first, encode_second)
+    states: list[list] = [[None] * len(first), [None] * len(first)]
+    embeds: list[list] = [[None] * len(first), [None] * len(first)]
     with torch.no_grad():
-        image_embeds = _embed(encode_image, image_chunks, image_states)
-        text_embeds = _embed(encode_text, text_chunks, text_states)
+        for side, i in order:
+            states[side][i] = _get_rng()
+            embeds[side][i] = encoders[side](chunks[side][i])
     rng_after_forward = _get_rng()
 
-    image_embeds.requires_grad_(True)
-    text_embeds.requires_grad_(True)
+    leaves = [torch.cat(e).requires_grad_(True) for e in embeds]
+    params = [p for p in (loss_params or ()) if p.requires_grad]
     with torch.enable_grad():
-        loss = loss_fn(image_embeds, text_embeds)
-        loss.backward()
-        _replay(encode_image, image_chunks, image_states, image_embeds.grad)
-        _replay(encode_text, text_chunks, text_states, text_embeds.grad)
+        loss = loss_fn(*leaves)
+        if loss_params is None:
+            loss.backward()
+            grads, param_grads = [leaf.grad for leaf in leaves], ()
+        else:
+            found = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+            grads, param_grads = list(found[:2]), found[2:]
+        grads = [None if g is None else g.split([e.shape[0] for e in side]) for g, side in zip(grads, embeds)]
+        with no_sync() if no_sync is not None else contextlib.nullcontext():
+            for side, i in order[:-2]:
+                if grads[side] is not None:
+                    _replay(encoders[side], chunks[side][i], states[side][i], grads[side][i])
+        _set_rng(states[0][last])
+        if encode_last is not None:
+            outputs = encode_last(first[last], second[last])
+        else:
+            outputs = [encode_first(first[last])]
+            _set_rng(states[1][last])
+            outputs.append(encode_second(second[last]))
+        surrogate = sum((out * g[last]).sum() for out, g in zip(outputs, grads) if g is not None)
+        surrogate = surrogate + sum((p * g).sum() for p, g in zip(params, param_grads) if g is not None)
+        if torch.is_tensor(surrogate) and surrogate.requires_grad:
+            surrogate.backward()
     _set_rng(rng_after_forward)
     return loss.detach()

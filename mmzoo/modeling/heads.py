@@ -28,7 +28,7 @@ from ..fusion.layers import MlpHead
 from ..objectives.captioning import caption_loss
 from .auto import EXTRA_MODEL_CLASSES
 from .configuration_mmzoo import MmzooConfig
-from .modeling_mmzoo import MmzooModel
+from .modeling_mmzoo import MmzooModel, _tower_flags
 
 
 @dataclass
@@ -36,6 +36,7 @@ class MmzooCaptionOutput(CausalLMOutput):
     r"""
     loss (`()`): next-token cross-entropy of `labels` (when given).
     logits (`(batch, seq_len, vocab_size)`): position t scores token t + 1.
+    hidden_states (`tuple`, with `output_hidden_states=True`): the decoder's embeddings and per-layer states.
     image_hidden_states (`(batch, image_tokens, image_width)`): the vision tower's tokens the decoder attended to;
         `generate()` feeds them back so the image is encoded once per call.
     """
@@ -49,11 +50,14 @@ class MmzooVqaOutput(ModelOutput):
     loss (`()`): VQA binary cross-entropy against soft answer scores (when `labels` are given).
     logits (`(batch, num_answers)`): one logit per entry of `config.answer_vocab`.
     fused_embeds (`(batch, pair_dim)`): the fusion's pair embedding the head read.
+    hidden_states (`tuple`, with `output_hidden_states=True`): the text tower's hidden states, then the fusion's
+        image-conditioned text states.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     fused_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
@@ -100,15 +104,20 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
         image_hidden_states: Tensor | None = None,
+        shift_labels: Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> MmzooCaptionOutput:
+    ) -> MmzooCaptionOutput | tuple:
         r"""
         input_ids (`(batch, seq_len)`): caption (or prompt) ids starting with CLS/BOS.
         pixel_values (`(batch, 3, H, W)`): images; not needed when `image_hidden_states` are given.
         attention_mask (`(batch, seq_len)`): 0 for padding (right-padded captions or left-padded prompts).
         labels (`(batch, seq_len)`): usually `input_ids`; shifted inside, -100 and padded positions are ignored.
+        shift_labels (`(batch, seq_len)`): targets already aligned with the logits (position t scores
+            `shift_labels[:, t]`), used as given instead of shifting `labels`; -100 is ignored.
         image_hidden_states (`(batch, image_tokens, image_width)`): pre-computed vision tower tokens.
+        output_hidden_states (`bool`): return the decoder's embeddings and per-layer states as `hidden_states`.
         Other keyword inputs (token_type_ids, use_cache, ...) are accepted and ignored.
         """
         if input_ids is None:
@@ -117,13 +126,20 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
             if pixel_values is None:
                 raise ValueError("MmzooForConditionalGeneration.forward needs pixel_values or image_hidden_states")
             image_hidden_states = self.encode_image(pixel_values).tokens
-        logits = self.caption_decoder(input_ids, attention_mask, image_hidden_states)
+        logits, states = self.caption_decoder.decode(input_ids, attention_mask, image_hidden_states)
         loss = None
-        if labels is not None:
+        if shift_labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), shift_labels.flatten(), ignore_index=-100,
+                                   label_smoothing=self._label_smoothing)
+        elif labels is not None:
             if attention_mask is not None:
                 labels = labels.masked_fill(attention_mask == 0, -100)
             loss = caption_loss(logits, labels, self._label_smoothing)
-        return MmzooCaptionOutput(loss=loss, logits=logits, image_hidden_states=image_hidden_states)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        out = MmzooCaptionOutput(loss=loss, logits=logits, hidden_states=states if output_hidden_states else None,
+                                 image_hidden_states=image_hidden_states)
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
     # -- generation hooks (transformers GenerationMixin) -----------------------------------------------------
     def prepare_inputs_for_generation(self, input_ids: Tensor, pixel_values: Tensor | None = None,
@@ -225,21 +241,29 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         labels: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> MmzooVqaOutput:
+    ) -> MmzooVqaOutput | tuple:
         r"""
         input_ids / attention_mask / token_type_ids (`(batch, seq_len)`): tokenized questions.
         pixel_values (`(batch, 3, H, W)`): images, image i with question i.
         labels (`(batch, num_answers)` float scores, or `(batch,)` answer indices): targets.
+        output_hidden_states (`bool`): `hidden_states` = the text tower's hidden states, then the fusion's
+            image-conditioned text states (when the fusion makes them).
         """
         if input_ids is None or pixel_values is None:
             raise ValueError("MmzooForVisualQuestionAnswering.forward needs input_ids and pixel_values")
-        text = self.encode_text(input_ids, attention_mask, token_type_ids)
-        image = self.encode_image(pixel_values)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        flags = _tower_flags(output_hidden_states or None, output_attentions)
+        text = self.encode_text(input_ids, attention_mask, token_type_ids, **flags)
+        image = self.encode_image(pixel_values, **flags)
         inputs = {"input_ids": input_ids, "attention_mask": text.mask, "pixel_values": pixel_values,
                   "token_type_ids": token_type_ids, **kwargs}
-        pair = self.fusion(text, image, inputs).pair_embeds
+        fused = self.fusion(text, image, inputs)
+        pair = fused.pair_embeds
         logits = self.vqa_head(pair)
         loss = None
         if labels is not None:
@@ -251,7 +275,12 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
                     f"(batch, {logits.shape[-1]}) over config.answer_vocab or answer indices (batch,)"
                 )
             loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float()) * labels.shape[1]
-        return MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair)
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = tuple(getattr(text.raw, "hidden_states", None) or (text.tokens,))
+            hidden_states += (fused.text_tokens,) if fused.text_tokens is not None else ()
+        out = MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair, hidden_states=hidden_states)
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
     def decode_answers(self, logits: Tensor) -> list[str]:
         """The best answer string per row of ``logits``."""

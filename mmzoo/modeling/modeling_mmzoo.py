@@ -6,14 +6,50 @@ import fnmatch
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 
-from ..encoders.tower import Tower, TowerOutput
+from ..encoders.tower import Tower, TowerOutput, tower_model
 from ..errors import SpecError
 from ..fusion import FUSIONS, ModelDims
 from ..objectives import OBJECTIVES, ObjectiveContext
 from .configuration_mmzoo import MmzooConfig
 from .outputs import MmzooOutput
+
+
+# -- checkpoints of the old 0-d scalar shape --------------------------------------------------------------------
+# Learnable scalars of objectives are (1,) parameters (FSDP / ZeRO refuse 0-d ones); these keys held 0-d tensors in
+# checkpoints written by mmzoo before, and from_pretrained reshapes them on load.
+LEGACY_SCALAR_KEYS = ("objectives.contrastive.logit_scale", "objectives.sigmoid.logit_scale",
+                      "objectives.sigmoid.logit_bias")
+
+
+class ScalarToVector(ConversionOps):
+    """A 0-d tensor becomes shape (1,); any other tensor passes unchanged (so it is its own reverse on save)."""
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        tensors = next(iter(input_dict.values()))
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        return {target_patterns[0]: tensor.reshape(1) if tensor.dim() == 0 else tensor}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+def _register_legacy_scalar_conversion() -> None:
+    for model_type in ("mmzoo", "mmzoo_siglip"):
+        register_checkpoint_conversion_mapping(
+            model_type, [WeightConverter(key, key, operations=[ScalarToVector()]) for key in LEGACY_SCALAR_KEYS],
+            overwrite=True,
+        )
+
+
+_register_legacy_scalar_conversion()
 
 
 class MmzooPreTrainedModel(PreTrainedModel):
@@ -25,12 +61,47 @@ class MmzooPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = False
+    # checkpoints written before towers were built without unused poolers hold pooler weights: drop them silently
+    _keys_to_ignore_on_load_unexpected = [r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\."]
+
+    def set_attn_implementation(self, attn_implementation, *args, **kwargs):
+        super().set_attn_implementation(attn_implementation, *args, **kwargs)
+        self._sync_attn_implementation()
+
+    def _sync_attn_implementation(self) -> None:
+        """mmzoo's own attention layers (fusion, caption decoder, attention pooler) follow the config's
+        ``attn_implementation`` as the towers do: "eager", or SDPA otherwise."""
+        implementation = "eager" if self.config._attn_implementation == "eager" else "sdpa"
+        for module in self.modules():
+            if getattr(module, "mmzoo_attention", False):
+                module.attn_implementation = implementation
 
     def _init_weights(self, module: nn.Module) -> None:
         """mmzoo-owned modules only: towers are PreTrainedModels and keep their own initialisation."""
         super()._init_weights(module)
         if hasattr(module, "_reset_mmzoo_parameters"):
             module._reset_mmzoo_parameters()
+
+
+def no_split_modules(model: nn.Module) -> set[str]:
+    """Class names never to split across devices / to wrap one by one under FSDP: what every HF sub-model (towers,
+    teachers) declares in its ``_no_split_modules``, plus mmzoo's own transformer layers (fusion, caption decoder).
+
+    transformers collects ``_no_split_modules`` from direct children only, and the towers sit inside ``Tower``
+    wrappers, so the model gathers them itself.
+    """
+    names: set[str] = set()
+    for module in model.modules():
+        if module is model:
+            continue
+        if isinstance(module, PreTrainedModel):
+            names.update(module._no_split_modules or ())
+        elif isinstance(module, GradientCheckpointingLayer) and type(module).__module__.startswith(_PACKAGE):
+            names.add(type(module).__name__)
+    return names
+
+
+_PACKAGE = __name__.split(".")[0]
 
 
 def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelDims:
@@ -80,12 +151,12 @@ class MmzooModel(MmzooPreTrainedModel):
         spec = config.model_spec()
         text_spec, image_spec = spec.encoder("text"), spec.encoder("image")
         self.text_tower = Tower(
-            AutoModel.from_config(config.text_config), "text", text_spec.pooling, text_spec.projection,
+            tower_model(config.text_config, text_spec.pooling), "text", text_spec.pooling, text_spec.projection,
             spec.projection_dim_of("text"),
         )
         self.vision_tower = Tower(
-            AutoModel.from_config(config.vision_config), "image", image_spec.pooling, image_spec.projection,
-            spec.projection_dim_of("image"),
+            tower_model(config.vision_config, image_spec.pooling), "image", image_spec.pooling,
+            image_spec.projection, spec.projection_dim_of("image"),
         )
         self.dims = model_dims(config, self.text_tower.width, self.vision_tower.width)
         self.fusion = FUSIONS.get(spec.fusion.type)(spec.fusion, self.dims, config)
@@ -93,15 +164,18 @@ class MmzooModel(MmzooPreTrainedModel):
             {o.type: OBJECTIVES.get(o.type)(o, self.dims, self.fusion) for o in spec.objectives}
         )
         self._weights = {o.type: o.weight for o in spec.objectives}
+        self._no_split_modules = no_split_modules(self)
         self.post_init()
+        self._sync_attn_implementation()
         self._freeze(spec)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
         model._freeze(model.config.model_spec())
-        return model
+        return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -128,22 +202,51 @@ class MmzooModel(MmzooPreTrainedModel):
                 for p in hits:
                     p.requires_grad_(False)
 
+    # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's token embeddings."""
+        return self.text_tower.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_tower.model.set_input_embeddings(value)
+
     # -- encoders ---------------------------------------------------------------------------------------------
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                    token_type_ids: Tensor | None = None) -> TowerOutput:
-        return self.text_tower(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                    token_type_ids: Tensor | None = None, **tower_kwargs) -> TowerOutput:
+        """``tower_kwargs``: ``output_hidden_states`` / ``output_attentions`` for the HF text model."""
+        return self.text_tower(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               **tower_kwargs)
 
-    def encode_image(self, pixel_values: Tensor) -> TowerOutput:
-        return self.vision_tower(pixel_values=pixel_values)
+    def encode_image(self, pixel_values: Tensor, **tower_kwargs) -> TowerOutput:
+        return self.vision_tower(pixel_values=pixel_values, **tower_kwargs)
 
     def get_text_features(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                          token_type_ids: Tensor | None = None, **kwargs) -> Tensor:
-        """Projected (unnormalised) text embeddings, (n_texts, projection_dim), as CLIP's."""
-        return self.encode_text(input_ids, attention_mask, token_type_ids).embeds
+                          token_type_ids: Tensor | None = None, output_hidden_states: bool | None = None,
+                          output_attentions: bool | None = None, return_dict: bool | None = None,
+                          **kwargs) -> BaseModelOutputWithPooling | tuple:
+        """The text tower's output with ``pooler_output`` = the projected (unnormalised) text embeddings,
+        (n_texts, projection_dim), as CLIP's; ``last_hidden_state`` are the tower's token states."""
+        text = self.encode_text(input_ids, attention_mask, token_type_ids,
+                                **_tower_flags(output_hidden_states, output_attentions))
+        return self._features(text, return_dict)
 
-    def get_image_features(self, pixel_values: Tensor, **kwargs) -> Tensor:
-        """Projected (unnormalised) image embeddings, (n_images, projection_dim), as CLIP's."""
-        return self.encode_image(pixel_values).embeds
+    def get_image_features(self, pixel_values: Tensor, output_hidden_states: bool | None = None,
+                           output_attentions: bool | None = None, return_dict: bool | None = None,
+                           **kwargs) -> BaseModelOutputWithPooling | tuple:
+        """The vision tower's output with ``pooler_output`` = the projected (unnormalised) image embeddings,
+        (n_images, projection_dim), as CLIP's."""
+        image = self.encode_image(pixel_values, **_tower_flags(output_hidden_states, output_attentions))
+        return self._features(image, return_dict)
+
+    def _features(self, tower: TowerOutput, return_dict: bool | None):
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=tower.tokens, pooler_output=tower.embeds,
+            hidden_states=getattr(tower.raw, "hidden_states", None), attentions=getattr(tower.raw, "attentions", None),
+        )
+        return out if self._return_dict(return_dict) else out.to_tuple()
+
+    def _return_dict(self, return_dict: bool | None) -> bool:
+        return return_dict if return_dict is not None else self.config.return_dict
 
     def pair_logits(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:
         """(n_images, n_texts) logits from L2-normalised embeddings, by the first scoring objective."""
@@ -161,38 +264,48 @@ class MmzooModel(MmzooPreTrainedModel):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         return_loss: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> MmzooOutput:
+    ) -> MmzooOutput | tuple:
         r"""
         input_ids (`(n_texts, seq_len)`), attention_mask, token_type_ids: tokenized texts.
         pixel_values (`(n_images, 3, H, W)`): processed images.
         return_loss (`bool`): compute the objectives; text i must pair with image i.
+        output_hidden_states / output_attentions: the towers' own (in `text_model_output` / `vision_model_output`).
         Extra keyword inputs (e.g. `special_tokens_mask`) are passed to the objectives.
         """
-        text = self.encode_text(input_ids, attention_mask, token_type_ids) if input_ids is not None else None
-        image = self.encode_image(pixel_values) if pixel_values is not None else None
-        out = MmzooOutput(
-            text_embeds=text.normalized if text is not None else None,
-            image_embeds=image.normalized if image is not None else None,
-            text_model_output=text.raw if text is not None else None,
-            vision_model_output=image.raw if image is not None else None,
-        )
-        if text is None or image is None:
-            return out
-        out.logits_per_image = self.pair_logits(image.normalized, text.normalized)
-        out.logits_per_text = out.logits_per_image.t()
-        paired = text.tokens.shape[0] == image.tokens.shape[0]
-        if not paired:
+        flags = _tower_flags(output_hidden_states, output_attentions)
+        text = self.encode_text(input_ids, attention_mask, token_type_ids, **flags) if input_ids is not None else None
+        image = self.encode_image(pixel_values, **flags) if pixel_values is not None else None
+        fields = {
+            "text_embeds": text.normalized if text is not None else None,
+            "image_embeds": image.normalized if image is not None else None,
+            "text_model_output": text.raw if text is not None else None,
+            "vision_model_output": image.raw if image is not None else None,
+        }
+        if text is not None and image is not None:
+            fields.update(self._joint(text, image, input_ids, pixel_values, token_type_ids, return_loss, kwargs))
+        out = MmzooOutput(**fields)  # built once, so the field order is the declared one (loss first)
+        return out if self._return_dict(return_dict) else out.to_tuple()
+
+    def _joint(self, text: TowerOutput, image: TowerOutput, input_ids, pixel_values, token_type_ids,
+               return_loss: bool | None, extra: dict) -> dict:
+        """Pair logits, and for paired inputs the losses and fused states."""
+        fields = {"logits_per_image": self.pair_logits(image.normalized, text.normalized)}
+        n_text, n_image = text.tokens.shape[0], image.tokens.shape[0]
+        if n_text != n_image:
             if return_loss:
                 raise ValueError(
-                    f"return_loss=True needs paired inputs (text i with image i); got {text.tokens.shape[0]} "
-                    f"texts and {image.tokens.shape[0]} images"
+                    f"return_loss=True needs paired inputs (text i with image i); got {n_text} texts and "
+                    f"{n_image} images"
                 )
-            return out
+            return {**fields, "logits_per_text": fields["logits_per_image"].t()}
         inputs = {"input_ids": input_ids, "attention_mask": text.mask, "pixel_values": pixel_values,
-                  "token_type_ids": token_type_ids, **kwargs}
+                  "token_type_ids": token_type_ids, **extra}
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
+        fields["logits_per_text"] = fields["logits_per_image"].t()
         if return_loss:
             terms, loss, scalars = {}, 0.0, {}
             for tag, objective in self.objectives.items():
@@ -200,12 +313,19 @@ class MmzooModel(MmzooPreTrainedModel):
                 terms[tag] = result.loss
                 scalars.update(objective_scalars(tag, result.extras))
                 loss = loss + self._weights[tag] * result.loss
-                if result.logits_per_image is not None and tag in ("contrastive", "sigmoid"):
-                    out.logits_per_image, out.logits_per_text = result.logits_per_image, result.logits_per_text
-            out.loss, out.loss_terms, out.objective_metrics = loss, terms, scalars
+                if result.logits_per_image is not None and objective.spec.scores_pairs:
+                    # under DDP the objective's logits span the global batch
+                    fields.update(logits_per_image=result.logits_per_image, logits_per_text=result.logits_per_text)
+            fields.update(loss=loss, loss_terms=terms, objective_metrics=scalars)
         if self.fusion.pair_dim or self.fusion.text_token_dim:
-            out.fused_embeds, out.fused_text_states = ctx.fused.pair_embeds, ctx.fused.text_tokens
-        return out
+            fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
+        return fields
+
+
+def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:
+    """The HF output flags that were asked for (unset ones are left to the towers' configs)."""
+    flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
     # -- image-text matching ---------------------------------------------------------------------------------

@@ -33,8 +33,14 @@ def select_inputs(inputs: dict, text_index: Tensor, image_index: Tensor, batch_s
     return out
 
 
-def generator_from_global_rng(device: torch.device) -> torch.Generator:
+EVAL_SEED = 0  # seed of the objectives' random draws in eval mode
+
+
+def generator_from_global_rng(device: torch.device, deterministic: bool = False) -> torch.Generator:
     """A generator on ``device`` seeded by one draw from torch's global (CPU) RNG, so results follow
-    ``torch.manual_seed`` on every device while the draws themselves stay on ``device``."""
-    seed = int(torch.randint(0, 2**62, (1,)).item())
+    ``torch.manual_seed`` on every device while the draws themselves stay on ``device``.
+
+    ``deterministic=True`` (objectives pass ``not self.training``): seeded by ``EVAL_SEED`` without touching the
+    global RNG, so an eval-mode forward with ``return_loss=True`` gives the same loss every time."""
+    seed = EVAL_SEED if deterministic else int(torch.randint(0, 2**62, (1,)).item())
     return torch.Generator(device=device).manual_seed(seed)

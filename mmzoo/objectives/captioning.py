@@ -35,6 +35,11 @@ class CaptionDecoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, image_tokens: Tensor,
                 image_mask: Tensor | None = None) -> Tensor:
+        return self.decode(input_ids, attention_mask, image_tokens, image_mask)[0]
+
+    def decode(self, input_ids: Tensor, attention_mask: Tensor | None, image_tokens: Tensor,
+               image_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """``(logits, hidden_states)``: hidden_states are the embeddings and each layer's output (B, L, width)."""
         length = input_ids.shape[1]
         if length > self.max_length:
             raise ValueError(
@@ -46,9 +51,11 @@ class CaptionDecoder(nn.Module):
         else:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         x = self.drop(self.token_embedding(input_ids) + self.position_embedding(positions))
+        states = [x]
         for layer in self.layers:  # positional: reentrant gradient checkpointing tracks positional inputs only
             x = layer(x, attention_mask, image_tokens, image_mask)
-        return self.lm_head(self.norm(x))
+            states.append(x)
+        return self.lm_head(self.norm(x)), tuple(states)
 
 
 def caption_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -58,7 +58,7 @@ class ItmObjective(Objective):
             if not self.spec.hard_negatives:
                 scores = torch.zeros_like(scores)
             exclude = duplicate_text_mask(ctx.inputs["input_ids"], ctx.text.mask)
-            generator = generator_from_global_rng(scores.device)
+            generator = generator_from_global_rng(scores.device, deterministic=not self.training)
             text_for_image = sample_hard_negatives(scores, generator, exclude)
             image_for_text = sample_hard_negatives(scores.t(), generator, exclude)
         return text_for_image, image_for_text

@@ -30,7 +30,8 @@ class MlmObjective(Objective):
     """Mask ``mask_probability`` of the text tokens (BERT 80/10/10; never special or pad tokens), re-encode the
     corrupted text, fuse it with the image and predict the original ids from the fused text states.
 
-    Masking draws from a generator seeded by torch's global RNG, so ``torch.manual_seed`` makes it reproducible.
+    Masking draws from a generator seeded by torch's global RNG, so ``torch.manual_seed`` makes it reproducible;
+    in eval mode from a fixed seed, so an evaluation loss is deterministic.
     """
 
     def __init__(self, spec, dims, fusion) -> None:
@@ -55,7 +56,7 @@ class MlmObjective(Objective):
             special |= special_tokens_mask.bool()
         return mask_tokens(
             input_ids, attention_mask, special, self.dims.mask_token_id, self.dims.vocab_size,
-            self.spec.mask_probability, generator_from_global_rng(input_ids.device),
+            self.spec.mask_probability, generator_from_global_rng(input_ids.device, deterministic=not self.training),
         )
 
     def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:

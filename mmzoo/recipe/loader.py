@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import RecipeError, SpecError
 from ..specs import ModelSpec
 from ..specs.base import format_validation_error
+from ..utils.redact import is_secret_key, show_value
+from ..utils.safe_yaml import YamlInputError, load_yaml, load_yaml_file
 from .schema import RecipeSpec, normalise_model_section
 
 _ITEM_KEYS = ("modality", "type", "task", "name", "source")
@@ -46,9 +47,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSpec:
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file; pass the path of a recipe YAML (see recipes/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        data = load_yaml_file(path, "recipe")
+    except YamlInputError as err:
+        raise RecipeError(str(err)) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with model:, data: and training:; got {type(data).__name__}")
     if "model" in data:
@@ -66,10 +67,48 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSpec:
     except ValidationError as err:
         message = format_validation_error(err, source=str(path), data=data)
         if overrides:
-            message += f"\n  (--set overrides applied: {', '.join(overrides)})"
+            message += f"\n  (--set overrides applied: {', '.join(map(_shown_override, overrides))})"
         raise RecipeError(message) from None
-    resolve_model_spec(recipe, source=str(path))
+    spec = resolve_model_spec(recipe, source=str(path))
+    check_recipe_fits_spec(recipe, spec, str(path))
     return recipe
+
+
+def check_recipe_fits_spec(recipe: RecipeSpec, spec: ModelSpec, source: str = "<recipe>") -> None:
+    """Checks that need both the recipe and its resolved model spec (on the inline tower configs; towers
+    loaded from a folder are checked when the run builds them): attention heads divide the hidden size, and
+    ``data.*.max_length`` fits the text tower's position embeddings."""
+    for i, enc in enumerate(spec.encoders):
+        config = dict(enc.config or {})
+        hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+            raise RecipeError(
+                f"{source} → model encoders.{enc.modality}.config: hidden_size {hidden} is not divisible by "
+                f"num_attention_heads {heads}; use a hidden_size that is a multiple of the heads (e.g. "
+                f"{heads * max(1, round(hidden / heads))}) or another number of heads"
+            )
+        if enc.modality == "text":
+            check_text_length(recipe, config.get("max_position_embeddings"), source)
+
+
+def check_text_length(recipe: RecipeSpec, positions: Any, source: str = "<recipe>") -> None:
+    """``data.*.max_length`` must not exceed the text tower's ``max_position_embeddings``."""
+    if not isinstance(positions, int):
+        return
+    for role in ("train", "eval"):
+        data = getattr(recipe.data, role)
+        length = getattr(data, "max_length", None) if data is not None else None
+        if isinstance(length, int) and length > positions:
+            raise RecipeError(
+                f"{source} → data.{role}.max_length: {length} tokens, but the text tower has only {positions} "
+                f"position embeddings (encoders.text.config.max_position_embeddings); set data.{role}.max_length "
+                f"<= {positions}, or raise max_position_embeddings in model.overrides"
+            )
+
+
+def _shown_override(item: str) -> str:
+    key, sep, raw = item.partition("=")
+    return f"{key}{sep}{'***' if is_secret_key(key.split('.')[-1]) else show_value(raw)[1:-1]}" if sep else item
 
 
 def parse_assignment(item: str, where: str = "--set") -> tuple[str, Any]:
@@ -79,9 +118,9 @@ def parse_assignment(item: str, where: str = "--set") -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"{where}: --set {item!r} is not of the form key.path=value (e.g. training.max_steps=100)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{where}: --set {key}: value {raw!r} is not valid YAML ({err})") from None
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else None
+    except YamlInputError as err:
+        raise RecipeError(f"{where}: --set {key}: value {show_value(raw, key)} is not valid YAML ({err})") from None
     return key, value
 
 
@@ -120,7 +159,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, *, where: str, create
             node = node[part]
         else:
             raise RecipeError(
-                f"{where}: cannot set {key}: {'.'.join(trail) or '(top)'} holds {node!r}, not a mapping or list"
+                f"{where}: cannot set {key}: {'.'.join(trail) or '(top)'} holds {show_value(node, trail[-1] if trail else None)}, "
+                "not a mapping or list"
             )
         trail.append(part)
 

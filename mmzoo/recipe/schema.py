@@ -195,6 +195,15 @@ class HubSpec(SpecBase):
     license: str | None = None
     tags: list[str] = Field(default_factory=list)
 
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, value: str | None) -> str | None:
+        from ..utils.hub_ids import repo_id_problem
+
+        if value is not None and (problem := repo_id_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
 
 # --------------------------------------------------------------------------------------------------- recipe
 class RecipeSpec(SpecBase):

@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import SpecError
+from ..utils.redact import bound_message, show_value
+from ..utils.safe_yaml import YamlInputError, load_yaml, read_text_file
 
 SPEC_VERSION = 1
 S = TypeVar("S", bound="SpecBase")
@@ -30,9 +32,9 @@ class SpecBase(BaseModel):
     @classmethod
     def from_yaml(cls: type[S], text: str, *, source: str | None = None) -> S:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise SpecError(f"{source or '<yaml>'}: not valid YAML: {err}") from None
+            data = load_yaml(text, source or "<yaml>")
+        except YamlInputError as err:
+            raise SpecError(str(err)) from None
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -40,7 +42,11 @@ class SpecBase(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"{path}: no such file; pass the path of a YAML or JSON spec")
-        return cls.from_yaml(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            text = read_text_file(path, "spec")
+        except YamlInputError as err:
+            raise SpecError(str(err)) from None
+        return cls.from_yaml(text, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The full spec with every default filled in, JSON-compatible."""
@@ -78,6 +84,10 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
     return data
 
 
+def _last_key(loc: tuple[Any, ...]) -> Any:
+    return next((item for item in reversed(loc) if isinstance(item, str)), None)
+
+
 def format_validation_error(err: ValidationError, *, source: str | None = None, data: Any = None) -> str:
     """One line per problem: ``file → dotted.key: message (got value)``."""
     where = f"{source} → " if source else ""
@@ -86,7 +96,7 @@ def format_validation_error(err: ValidationError, *, source: str | None = None, 
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input", _value_at(data, loc))
-        got_text = "" if e["type"] in {"missing"} or isinstance(got, dict) else f" (got {got!r})"
+        got_text = "" if e["type"] in {"missing"} or isinstance(got, dict) else f" (got {show_value(got, _last_key(loc))})"
         if e["type"] == "union_tag_invalid":
             import difflib
 
@@ -101,4 +111,4 @@ def format_validation_error(err: ValidationError, *, source: str | None = None, 
         if not key:  # a cross-field rule: its message starts with the dotted key(s) it concerns
             got_text = ""
         lines.append(f"  {where}{key + ': ' if key else ''}{msg}{got_text}")
-    return "\n".join(lines)
+    return bound_message("\n".join(lines))

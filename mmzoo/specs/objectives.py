@@ -46,6 +46,10 @@ class SigmoidSpec(ObjectiveSpecBase):
     init_logit_scale: float = Field(math.log(10.0), description="log of the initial scale t")
     init_logit_bias: float = -10.0
     gather: bool = True
+    exchange: Literal["all_gather", "ring"] = Field(
+        "all_gather", description="how texts of other processes are reached: all_gather, or ring (neighbour "
+        "exchange: one (n, n) block at a time, the same loss and gradients, less memory)"
+    )
     scores_pairs: ClassVar[bool] = True
 
 

@@ -80,7 +80,8 @@ def hub_repo_id(hub_server: HubServer, request) -> str:
 
 @pytest.fixture
 def hub_fast_retries(monkeypatch) -> None:
-    """Skip the client's retry sleeps (1, 2, 4, 8, 8 s) while keeping its retry logic."""
+    """Skip the client's retry sleeps (1, 2, 4, 8, 8 s) and mmzoo's push back-off while keeping its retry logic."""
     from huggingface_hub.utils import _http
 
     monkeypatch.setattr(_http, "time", SimpleNamespace(sleep=lambda seconds: None, time=time.time))
+    monkeypatch.setenv("MMZOO_HUB_RETRY_DELAY", "0")  # mmzoo.hub.push's own back-off between tries

@@ -82,7 +82,8 @@ def select_caption(row: dict[str, Any], seed: int, epoch: int, index: int, pick:
 
 
 class TrainCollator:
-    """The data layer's :class:`ImageTextCollator` (processor on the batch), plus ``return_loss=True``."""
+    """The data layer's :class:`ImageTextCollator` (processor on the batch): tensors only, so that engines can
+    concatenate, split and dispatch batches (``MmzooTrainer.compute_loss`` asks the model for the loss)."""
 
     def __init__(self, processor, max_length: int | None = None) -> None:
         from ..data import ImageTextCollator
@@ -91,7 +92,7 @@ class TrainCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collate(rows)
-        batch["return_loss"] = True
+        batch.pop("return_loss", None)
         return batch
 
 
@@ -137,8 +138,67 @@ def pair_columns(ds, key: str = "data.train"):
 
 
 def streaming_pairs(ds, seed: int):
-    """An ``IterableDataset`` of pairs; the caption of the i-th streamed row is chosen by ``(seed, 0, i)``."""
+    """An ``IterableDataset`` of pairs (one pass, same on every rank: evaluation); the caption of the i-th
+    streamed row is chosen by ``(seed, 0, i)``."""
     return ds.map(lambda row, i: select_caption(row, seed, 0, i), with_indices=True)
+
+
+class RankStream(torch.utils.data.IterableDataset):
+    """Streamed training pairs for one process: each rank reads only its own part of the stream.
+
+    Every pass over the source ("stream epoch" ``e``) shuffles it with ``seed`` and ``e`` (shard order, then a
+    ``buffer_size``-row shuffle buffer), then keeps this rank's part with
+    :func:`datasets.distributed.split_dataset_by_node` (whole shards when their number divides by the world
+    size, otherwise every ``world_size``-th row), so no row is read by two ranks in one pass. DataLoader workers
+    split a rank's shards again (``datasets`` does it). The passes repeat without end: training stops at
+    ``training.max_steps``, so every rank runs the same number of full, equal batches even when shards are
+    uneven (a rank with less data starts its next pass sooner).
+
+    Resuming a streamed run replays the stream: Trainer skips the batches already trained (same seeds, same
+    order), which reads them again; ``ignore_data_skip`` starts the stream from the beginning instead.
+
+    Args:
+        dataset: a ``datasets.IterableDataset`` of normalised rows (``image``, ``captions``).
+        seed: shuffle and caption seed. buffer_size: shuffle buffer rows (0: stream order).
+        rank / world_size: default ``RANK`` / ``WORLD_SIZE`` (torchrun, accelerate launch), else 0 / 1.
+    """
+
+    def __init__(self, dataset, seed: int, buffer_size: int = 1000, rank: int | None = None,
+                 world_size: int | None = None) -> None:
+        import os
+
+        self.dataset, self.seed, self.buffer_size = dataset, seed, buffer_size
+        self.rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Trainer's epochs do not apply: the passes over the stream are counted inside ``__iter__``."""
+
+    def passes(self, epoch: int):
+        """This rank's rows of stream pass ``epoch``."""
+        from datasets.distributed import split_dataset_by_node
+
+        data = self.dataset.shuffle(seed=self.seed, buffer_size=self.buffer_size) if self.buffer_size else self.dataset
+        data.set_epoch(epoch)
+        if self.world_size > 1:
+            data = split_dataset_by_node(data, rank=self.rank, world_size=self.world_size)
+        return data
+
+    def __iter__(self):
+        epoch = 0
+        while True:
+            rows = 0
+            for index, row in enumerate(self.passes(epoch)):
+                yield select_caption(row, self.seed, epoch, index)
+                rows += 1
+            if rows == 0:
+                if torch.utils.data.get_worker_info() is not None:
+                    return  # a DataLoader worker without a shard of its own; the others carry on
+                raise RecipeError(
+                    f"data.train: the stream gave rank {self.rank} of {self.world_size} no rows; check the source "
+                    "(split, max_samples) or use fewer processes than the source has rows"
+                )
+            epoch += 1
 
 
 # --------------------------------------------------------------------------------------------------------- VQA
@@ -211,7 +271,10 @@ class VqaCollator:
         kwargs = {"padding": "max_length" if self.max_length else "longest", "truncation": True}
         if self.max_length:
             kwargs["max_length"] = self.max_length
-        images = [row["image"].convert("RGB") if row["image"].mode != "RGB" else row["image"] for row in rows]
+        from ..data.images import prepare_image, target_size
+
+        size = target_size(self.processor)
+        images = [prepare_image(row["image"], size) for row in rows]
         encoded = self.processor(text=[row["question"] for row in rows], images=images, **kwargs)
         batch = {k: encoded[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in encoded}
         labels = torch.zeros(len(rows), len(self.answer_ids))

@@ -15,7 +15,8 @@ class DryRunReport:
         forward_flops: FLOPs of one training forward (objectives included) per sample, measured with
             ``torch.utils.flop_counter.FlopCounterMode`` on a batch of two synthetic samples.
         image_size / seq_len: the synthetic sample's size (text padded to the maximum length: a worst case).
-        global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``).
+        global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``);
+            ``global_batch`` = per-device batch x accumulation steps x ``world_size`` processes.
     """
 
     recipe_yaml: str
@@ -26,6 +27,7 @@ class DryRunReport:
     seq_len: int
     global_batch: int
     max_steps: int | None
+    world_size: int = 1
 
     @property
     def train_flops_per_sample(self) -> float:
@@ -44,13 +46,16 @@ class DryRunReport:
         ]
         if self.max_steps:
             run = self.train_flops_per_sample * self.global_batch * self.max_steps
-            lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x {self.global_batch} samples per "
-                         "device and step)")
+            lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x global batch {self.global_batch} "
+                         f"over {self.world_size} process{'es' if self.world_size > 1 else ''})")
         return "\n".join(lines)
 
 
-def dry_run(recipe) -> DryRunReport:
-    """Build the recipe's model (no data, no training) and measure it."""
+def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
+    """Build the recipe's model (no data, no training) and measure it. ``world_size``: processes the run will
+    use (default ``WORLD_SIZE`` from ``torchrun`` / ``accelerate launch``, else 1)."""
+    import os
+
     import torch
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
@@ -79,10 +84,12 @@ def dry_run(recipe) -> DryRunReport:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     t = recipe.training
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     return DryRunReport(
         recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
         forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
-        global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps, max_steps=t.max_steps,
+        global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * world, max_steps=t.max_steps,
+        world_size=world,
     )
 
 

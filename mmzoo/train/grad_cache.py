@@ -51,19 +51,22 @@ def grad_cache_model_step(
     *,
     loss_scale: float = 1.0,
     on_terms: Callable[[dict[str, Tensor]], None] | None = None,
+    wrapped: Any = None,
 ) -> Tensor:
     """Loss of ``model(**inputs, return_loss=True)``, with its gradients accumulated into ``.grad``, holding
     at most ``chunk_size`` examples' activations of one tower at a time.
 
     Args:
-        model: an unwrapped :class:`~mmzoo.MmzooModel` (under DDP pass ``ddp.module``, call this inside
-            ``ddp.no_sync()`` and average the gradients with :func:`mmzoo.losses.average_gradients`).
+        model: an unwrapped :class:`~mmzoo.MmzooModel`.
         inputs: a collated batch with ``pixel_values`` and ``input_ids`` (``attention_mask``,
-            ``token_type_ids`` optional); other keys (``return_loss``...) are ignored. Text ``i`` pairs
-            with image ``i``.
+            ``token_type_ids`` optional); other keys are ignored. Text ``i`` pairs with image ``i``.
         chunk_size: examples per tower call (> 0); ``>= batch`` gives one chunk.
         loss_scale: multiplies the loss before backward (e.g. ``1 / gradient_accumulation_steps``).
         on_terms: called once with the unweighted, detached loss of each objective (for logging).
+        wrapped: the engine's wrapper of ``model`` (``DistributedDataParallel``, accelerate's autocast
+            forward). The last pair of chunks then runs as one ``wrapped(...)`` forward and its backward
+            carries every gradient, so DDP all-reduces them in its buckets, overlapped with that backward;
+            the other chunks' backwards run under ``wrapped.no_sync()``. ``None``: single process.
 
     Returns:
         The detached loss times ``loss_scale`` (what was backpropagated). Call ``optimizer.step()`` next.
@@ -71,7 +74,8 @@ def grad_cache_model_step(
     The loss and gradients equal those of ``model(**inputs, return_loss=True).loss * loss_scale`` followed
     by ``backward()`` (up to float rounding): dropout masks are replayed per chunk, and with one chunk the
     random draws are exactly those of the plain forward (text tower first, as ``MmzooModel.forward``).
-    Gradient checkpointing and autocast (bf16) compose with it; each chunk runs forward twice.
+    Gradient checkpointing and autocast (bf16: call it inside the autocast context) compose with it; each chunk
+    runs forward twice.
     """
     check_grad_cache_model(model)
     missing = [k for k in ("input_ids", "pixel_values") if inputs.get(k) is None]
@@ -83,11 +87,17 @@ def grad_cache_model_step(
         raise ValueError(f"grad_cache_model_step: {n_text} texts but {n_image} images; text i must pair with image i")
     weights = {o.type: o.weight for o in model.config.model_spec().objectives}
 
+    # normalised embeddings: what MmzooModel.forward returns as text_embeds / image_embeds (used by encode_last)
     def encode_text(chunk: dict[str, Tensor]) -> Tensor:
-        return model.get_text_features(**chunk)
+        out = model.encode_text(chunk["input_ids"], chunk.get("attention_mask"), chunk.get("token_type_ids"))
+        return out.normalized
 
     def encode_image(chunk: dict[str, Tensor]) -> Tensor:
-        return model.get_image_features(chunk["pixel_values"])
+        return model.encode_image(chunk["pixel_values"]).normalized
+
+    def encode_last(text_chunk: dict[str, Tensor], image_chunk: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        out = wrapped(**text_chunk, pixel_values=image_chunk["pixel_values"], return_loss=False)
+        return out["text_embeds"], out["image_embeds"]
 
     def loss_fn(text_embeds: Tensor, image_embeds: Tensor) -> Tensor:
         ctx = ObjectiveContext(model=model, text=_embeds_only(text_embeds), image=_embeds_only(image_embeds),
@@ -98,6 +108,10 @@ def grad_cache_model_step(
         return sum(weights[tag] * term for tag, term in terms.items()) * loss_scale
 
     text_inputs = {k: inputs[k] for k in TEXT_KEYS if inputs.get(k) is not None}
-    # grad_cache_step embeds its first modality first: pass text first to draw dropout as MmzooModel.forward does
-    return grad_cache_step(encode_text, encode_image, text_inputs, {"pixel_values": inputs["pixel_values"]},
-                           loss_fn, chunk_size)
+    no_sync = getattr(wrapped, "no_sync", None)
+    # text first: grad_cache_step draws dropout for its first modality first, as MmzooModel.forward does
+    return grad_cache_step(
+        encode_text, encode_image, text_inputs, {"pixel_values": inputs["pixel_values"]}, loss_fn, chunk_size,
+        loss_params=list(model.objectives.parameters()),
+        encode_last=encode_last if wrapped is not None else None, no_sync=no_sync,
+    )

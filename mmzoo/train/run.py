@@ -1,18 +1,23 @@
 """``train(recipe)``: build, train, evaluate and save one run; the engine behind ``mmzoo train``.
 
 The run folder (``training.output_dir``, default ``runs/<name>``) ends with: ``config.json`` +
-``model.safetensors``, the processor files, ``recipe.yaml`` (resolved: full model spec, absolute base_dir),
-``training_log.jsonl`` (Trainer log history), ``eval_results.json`` and the Trainer's resumable
-``checkpoint-*/`` folders.
+``model.safetensors``, the processor files, ``recipe.yaml`` (resolved: full model spec, paths relative to
+the recipe), ``training_log.jsonl`` (Trainer log history), ``eval_results.json``, ``mmzoo_run.json`` (status:
+running / complete) and the Trainer's resumable ``checkpoint-*/`` folders (each marked complete by
+``mmzoo_checkpoint.json``). See :mod:`mmzoo.train.checkpoints` for what survives a crash.
+
+What the run needs from higher layers comes in as callables: ``evaluate`` (default
+:func:`mmzoo.eval.run_evaluation`) and ``publish`` (default: :func:`mmzoo.hub.push.push_run` with the recipe's
+``hub:`` settings).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import os
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +25,25 @@ from typing import Any
 from ..errors import RecipeError
 from ..utils.logging import get_logger, progress_bars_disabled
 from ..version import __version__
+from ..utils.files import fault_point
 from ._io import atomic_write_json, atomic_write_text, jsonl
 from .args import run_dir, training_arguments
 from .callbacks import TRAINING_LOG, HubCheckpointCallback, TrainingLogCallback
+from .checkpoints import (
+    RUN_STATUS,
+    latest_complete_checkpoint,
+    owned_paths,
+    run_lock,
+    save_final_model,
+    write_run_status,
+)
 
 logger = get_logger(__name__)
 
-RUN_FILES = ("config.json", "model.safetensors", "recipe.yaml", TRAINING_LOG, "eval_results.json")
+RUN_FILES = ("config.json", "model.safetensors", "recipe.yaml", TRAINING_LOG, "eval_results.json", RUN_STATUS)
+
+Evaluate = Callable[..., dict[str, Any]]  # run_evaluation(model, processor, tasks, dataset, output_dir, *, ...)
+Publish = Callable[..., Any]  # publish(folder, hub_spec, *, revision=..., commit_message=...)
 
 
 @dataclass
@@ -41,15 +58,21 @@ class TrainResult:
 
 
 def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | None = None,
-          progress: bool | None = None, callbacks: tuple = (), **trainer_args: Any) -> TrainResult:
+          progress: bool | None = None, callbacks: tuple = (), evaluate: Evaluate | None = None,
+          publish: Publish | None = None, **trainer_args: Any) -> TrainResult:
     """Train ``recipe`` (a :class:`~mmzoo.recipe.RecipeSpec`, e.g. from :func:`~mmzoo.recipe.load_recipe`).
 
     Args:
-        resume: ``True`` continues from the latest ``checkpoint-*`` in the run folder, a path from that
-            checkpoint; ``None`` uses ``training.resume``.
-        output_dir: run folder; default ``training.output_dir`` or ``runs/<recipe name>``.
+        resume: ``True`` continues from the newest complete ``checkpoint-*`` in the run folder, a path from
+            that checkpoint; ``None`` uses ``training.resume``.
+        output_dir: run folder; default ``training.output_dir`` or ``runs/<recipe name>``. It is locked for
+            the run: a second run into it fails at once.
         progress: show progress bars; default on unless ``MMZOO_DISABLE_PROGRESS_BARS`` is set.
         callbacks: extra ``TrainerCallback`` instances.
+        evaluate: runs the recipe's ``evaluation:`` tasks, with the signature of
+            :func:`mmzoo.eval.run_evaluation`; default that function.
+        publish: ``publish(folder, hub_spec, revision=None, commit_message=None)`` uploads a run or
+            checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.push_run`.
         **trainer_args: ``TrainingArguments`` fields that override the recipe (tests, notebooks).
 
     Returns:
@@ -58,27 +81,58 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
     from ..recipe import resolve_model_spec
 
     out = Path(output_dir or run_dir(recipe))
-    checkpoint = resolve_checkpoint(out, recipe.training.resume if resume is None else resume)
-    if checkpoint is None:
-        _prepare_fresh_run_dir(out, recipe.training.overwrite)
-    spec = resolve_model_spec(recipe)
-    check_image_size(recipe, spec)
-    with cpu_threads(recipe.training.cpu_threads):
-        return _train(recipe, spec, out, checkpoint, progress, callbacks, trainer_args)
+    with run_lock(out):
+        checkpoint = resolve_checkpoint(out, recipe.training.resume if resume is None else resume)
+        if checkpoint is None and int(os.environ.get("RANK", "0")) == 0:  # the others would see rank 0's files
+            _prepare_fresh_run_dir(out, recipe.training.overwrite)
+        spec = resolve_model_spec(recipe)
+        check_image_size(recipe, spec)
+        check_text_tower(recipe, spec)
+        check_trackers(recipe.training.report_to)
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_run_status(out, "running")
+        services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
+                    publish or (standard_publish if recipe.hub.repo_id else None))
+        with cpu_threads(recipe.training.cpu_threads):
+            return _train(recipe, spec, out, checkpoint, progress, callbacks, trainer_args, services)
 
 
-def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks, trainer_args) -> TrainResult:
+def standard_evaluate() -> Evaluate:
+    from ..eval import run_evaluation
+
+    return run_evaluation
+
+
+def standard_publish(folder: Path, hub, *, revision: str | None = None, commit_message: str | None = None,
+                     checkpoint: bool = False):
+    """:func:`mmzoo.hub.push.push_run` of ``folder`` with the recipe's ``hub:`` settings."""
+    from ..hub.push import push_run
+
+    if checkpoint:
+        return push_run(folder, hub.repo_id, private=hub.private, revision=revision,
+                        commit_message=commit_message, remote_code=hub.remote_code, license=hub.license,
+                        tags=tuple(hub.tags))
+    return push_run(folder, hub.repo_id, private=hub.private, revision=revision or hub.revision,
+                    commit_message=commit_message or hub.commit_message, overwrite_card=hub.overwrite_card,
+                    remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))
+
+
+def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks, trainer_args,
+           services) -> TrainResult:
     from transformers import set_seed
 
     from ..builder import build_processor
     from .data import load_run_data
     from .model import build_run_model
-    from .trainer import MmzooTrainer
+    from .trainer import MmzooTrainer, plan_batches
 
+    evaluate, publish = services
+    started = time.monotonic()
     seed = recipe.training.seed
     set_seed(seed)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
     data = load_run_data(recipe)
+    check_not_all_bad(recipe, data)
     for role, report in data.skipped.items():
         logger.warning("data.%s: skipped %d bad sample(s) (on_bad_sample: skip), e.g. %s", role,
                        report["skipped"], report["examples"][:1])
@@ -86,18 +140,60 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     set_seed(seed)  # the model's initialisation does not depend on how much randomness data loading used
     model = build_run_model(recipe, spec, answer_vocab)
     show = (not progress_bars_disabled()) if progress is None else progress
-    args = training_arguments(recipe, out, disable_tqdm=not show, **trainer_args)
+    plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
+    if plan.note:
+        logger.info(plan.note)
+    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
+    checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
-        all_callbacks.append(HubCheckpointCallback(recipe.hub))
+        checkpoint_pusher = HubCheckpointCallback(recipe.hub, publish, recipe_yaml=resolved_recipe_yaml(recipe, spec),
+                                                  recipe=recipe, started=started)
+        all_callbacks.append(checkpoint_pusher)
     trainer = MmzooTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=processor, callbacks=all_callbacks,
-        grad_cache_chunk_size=recipe.training.grad_cache_chunk_size,
+        grad_cache_chunk_size=plan.grad_cache_chunk_size,
     )
-    trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, out)
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    return finalize_run(trainer, recipe, spec, out, data.skipped, eval_ds, output.training_loss)
+    trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
+    if checkpoint_pusher is not None:
+        checkpoint_pusher.trainer = trainer
+    if checkpoint and trainer.is_world_process_zero():
+        print(f"resuming from {checkpoint.name} (step {resumed_step(checkpoint)}) in {out}", flush=True)
+    trainer.mmzoo_run_started, trainer.mmzoo_eval_data = started, data.eval
+    trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except ValueError as err:  # accelerate, when a streamed source yields no row at all
+        if "does not contain any data" not in str(err):
+            raise
+        raise no_training_data(current_skips(data)) from None
+    return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish)
+
+
+def check_not_all_bad(recipe, data) -> None:
+    """``on_bad_sample: skip`` that dropped every training row is an error, not an empty run."""
+    from ..data import DataError
+
+    report = data.skipped.get("train")
+    if report and not recipe.data.train.streaming and len(data.train) == 0:
+        raise DataError(
+            f"data.train: all {report['skipped']} rows are bad (on_bad_sample: skip dropped every one), e.g. "
+            f"{report['examples'][:1]}; nothing to train on. Fix the data or point data.train at another source"
+        )
+
+
+def current_skips(data) -> dict[str, dict[str, Any]]:
+    """Bad samples dropped so far, per role; streaming sources count them while they are read, so this is
+    read at the end of the run."""
+    from ..data import bad_sample_report
+
+    skipped = dict(data.skipped)
+    for role in ("train", "eval"):
+        report = bad_sample_report(getattr(data, role))
+        if report is not None and report.skipped:
+            skipped[role] = {"skipped": report.skipped, "examples": list(report.examples), "source": report.source}
+    return skipped
 
 
 def training_views(recipe, data, processor):
@@ -111,7 +207,12 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
-    train_ds = pair_view(data.train, seed, recipe.data.train.streaming, "hash", "data.train")
+    if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
+        from .data import RankStream, pair_columns
+
+        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+    else:
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
     eval_ds = None
     if data.eval is not None:
         eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
@@ -126,97 +227,168 @@ def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 
-def finalize_run(trainer, recipe, spec, out: Path, skipped: dict, eval_ds, train_loss: float | None) -> TrainResult:
-    """Final evaluation and the run folder's files (model, processor, recipe, log, results); hub push."""
-    if eval_ds is not None:
+def no_training_data(skipped: dict):
+    from ..data import DataError
+
+    bad = skipped.get("train")
+    detail = (f"every row read was bad ({bad['skipped']} skipped, e.g. {bad['examples'][:1]})" if bad
+              else "the training data yielded no batch")
+    return DataError(f"data.train: no training step ran: {detail}; no model was saved. Fix the data or point "
+                     "data.train at another source")
+
+
+def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: float | None,
+                 publish: Publish | None = None) -> TrainResult:
+    """Final evaluation and the run folder's files (model, processor, recipe, log, results), each replaced
+    atomically, then ``mmzoo_run.json`` set to complete (last); hub push."""
+    skipped = current_skips(data)
+    if trainer.state.global_step == 0:
+        raise no_training_data(skipped)
+    for role, report in skipped.items():
+        if getattr(recipe.data, role).streaming:
+            logger.warning("data.%s: skipped %d bad sample(s) while streaming (on_bad_sample: skip)", role,
+                           report["skipped"])
+    evaluated = evaluated_at(trainer.state.log_history, trainer.state.global_step)
+    if evaluated is not None and (trainer.evaluation_hook is None or trainer.last_evaluation is not None):
+        metrics = evaluated  # this step was just evaluated (eval_steps, a checkpoint push): not twice
+    elif eval_ds is not None:
         metrics = trainer.evaluate()
     else:
         metrics = trainer.run_evaluation_hook()
-    trainer.save_model(str(out))  # config.json, model.safetensors and the processor (processing_class)
+    files = save_final_model(trainer, out)  # config.json, model.safetensors, processor: staged, then moved
     results: dict[str, Any] = {"results": []}
     if trainer.is_world_process_zero():
         results = {**(trainer.last_evaluation or {}), "trainer_metrics": metrics, "bad_samples": skipped}
         results.setdefault("results", [])
         atomic_write_json(out / "eval_results.json", results)
-        atomic_write_text(out / "recipe.yaml", resolved_recipe_yaml(recipe, spec))
+        fault_point("final:results")
+        atomic_write_text(out / "recipe.yaml", resolved_recipe_yaml(recipe, spec, out))
         atomic_write_text(out / TRAINING_LOG, jsonl(trainer.state.log_history))
+        card_files = write_card_material(trainer, recipe, out)
+        fault_point("final:before-status")
+        write_run_status(out, "complete", trainer.state.global_step,
+                         [*files, "eval_results.json", "recipe.yaml", TRAINING_LOG, *card_files])
         if recipe.hub.repo_id:
-            push_to_hub(out, recipe.hub)
+            report_push(out.name, publish(out, recipe.hub))
     return TrainResult(out, trainer.state.global_step, train_loss, results, skipped)
 
 
-def evaluation_hook(recipe, processor, eval_dataset, out: Path):
-    """``model -> mmzoo.eval.run_evaluation(model, processor, recipe.evaluation, eval_dataset, out)``, or
-    ``None`` when the recipe has no evaluation tasks or that function is not available."""
-    if not recipe.evaluation:
-        return None
-    run_evaluation = _optional("mmzoo.eval", "run_evaluation")
-    if run_evaluation is None:
-        logger.warning("evaluation: tasks %s skipped: mmzoo.eval.run_evaluation is not available in this "
-                       "install", [t.task for t in recipe.evaluation])
-        return None
+def evaluated_at(log_history: list[dict[str, Any]], step: int) -> dict[str, float] | None:
+    """The evaluation metrics logged at ``step`` (``eval_*`` keys), or ``None`` when none were."""
+    found: dict[str, float] = {}
+    for entry in log_history:
+        if entry.get("step") == step:
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    return found or None
 
-    accepted = inspect.signature(run_evaluation).parameters
-    extra = {k: v for k, v in (("eval_source", recipe.data.eval), ("base_dir", recipe.base_dir)) if k in accepted}
+
+def resumed_step(checkpoint: Path) -> int | str:
+    """The global step a Trainer checkpoint folder holds (from its trainer_state.json)."""
+    import json
+
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    except (OSError, ValueError, KeyError):
+        return checkpoint.name.rpartition("-")[2]
+
+
+def write_card_material(trainer, recipe, out: Path) -> list[str]:
+    """``run_info.json`` (wall time, hardware, samples, final losses), the captioning head's
+    ``generation_config.json`` and the run's pictures (with matplotlib); returns the file names written."""
+    import importlib
+
+    from .run_info import run_info, write_run_info
+
+    started = getattr(trainer, "mmzoo_run_started", None)
+    wall = time.monotonic() - started if started is not None else None
+    written = [write_run_info(out, run_info(recipe, trainer, wall_time_s=wall,
+                                            resumed_from=getattr(trainer, "mmzoo_resumed_from", None))).name]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model.config.model_spec().objective("captioning") is not None and not (out / "generation_config.json").exists():
+        from ..modeling.heads import caption_generation_config  # generate() on the loaded model needs its ids
+
+        caption_generation_config(model.config).save_pretrained(out)
+        written.append("generation_config.json")
+    pictures = importlib.import_module("mmzoo.hub.pictures")  # a higher layer, imported when the run ends
+    written += [p.name for p in pictures.write_pictures(out, trainer.state.log_history, model,
+                                                        trainer.processing_class,
+                                                        getattr(trainer, "mmzoo_eval_data", None))]
+    return written
+
+
+def report_push(what: str, result) -> None:
+    """Print where a push went: ``pushed <what> to <url>/tree/<branch> (repo, branch, commit)``."""
+    commit_url = getattr(result, "commit_url", None)
+    if commit_url is None:
+        return
+    repo_url = commit_url.split("/commit/")[0]
+    print(f"pushed {what} to {repo_url}/tree/{result.revision} (repo {result.repo_id}, branch {result.revision}, "
+          f"commit {result.commit_oid[:12]})", flush=True)
+
+
+def evaluation_hook(recipe, processor, eval_dataset, evaluate: Evaluate | None):
+    """``model -> evaluate(model, processor, recipe.evaluation, eval_dataset)`` (results returned, not
+    written: the run's ``eval_results.json`` has one writer, :func:`finalize_run`), or ``None`` when the
+    recipe has no evaluation tasks."""
+    if not recipe.evaluation or evaluate is None:
+        return None
 
     def hook(model):
         was_training = model.training
         model.eval()
         try:
-            return run_evaluation(model, processor, recipe.evaluation, eval_dataset, str(out), **extra)
+            return evaluate(model, processor, recipe.evaluation, eval_dataset, None,
+                            eval_source=recipe.data.eval, base_dir=recipe.base_dir)
         finally:
             model.train(was_training)
 
     return hook
 
 
-def push_to_hub(out: Path, hub) -> None:
-    push_run = _optional("mmzoo.hub.push", "push_run")
-    if push_run is None:
-        raise RecipeError("hub.repo_id is set but mmzoo.hub.push is not available; remove hub.repo_id")
-    push_run(out, hub.repo_id, private=hub.private, revision=hub.revision, commit_message=hub.commit_message,
-             overwrite_card=hub.overwrite_card, remote_code=hub.remote_code, license=hub.license,
-             tags=tuple(hub.tags))
-
-
-def resolved_recipe_yaml(recipe, spec) -> str:
+def resolved_recipe_yaml(recipe, spec, out: Path | None = None) -> str:
     """The recipe as run: the model's preset / path / overrides replaced by the full resolved spec (a model
-    started ``init_from`` saved weights keeps that source, as an absolute path: its spec is in its config)."""
+    started ``init_from`` saved weights keeps that source: its spec is in its config).
+
+    No absolute local path is kept: ``base_dir`` becomes the recipe's folder relative to the run folder
+    ``out`` (so the file still resolves where it lies), ``init_from`` is relative to ``base_dir`` and
+    ``training.output_dir`` is dropped (the file lies in the run folder)."""
     section = recipe.model
+    base = Path(recipe.base_dir or ".").resolve()
     if section.init_from is not None:
         origin = f"init_from {section.init_from}"
-        folder = (Path(recipe.base_dir or ".") / section.init_from).resolve()
-        model = section.model_copy(update={"init_from": str(folder)})
+        model = section.model_copy(update={"init_from": os.path.relpath(base / section.init_from, base)})
     else:
         origin = section.preset or section.path or "inline spec"
         model = section.model_copy(update={"spec": spec, "preset": None, "path": None, "overrides": {}})
     overrides = f" + overrides {', '.join(section.overrides)}" if section.overrides else ""
     header = f"# Resolved by mmzoo {__version__} from model {origin}{overrides}\n"
-    return header + recipe.model_copy(update={"model": model}).to_yaml()
+    base_dir = os.path.relpath(base, Path(out).resolve()) if out is not None else None
+    training = recipe.training.model_copy(update={"output_dir": None})  # the file lies in the run folder
+    return header + recipe.model_copy(update={"model": model, "base_dir": base_dir, "training": training}).to_yaml()
 
 
 def resolve_checkpoint(out: Path, resume: bool | str) -> Path | None:
-    """``None`` (fresh run), the latest ``checkpoint-*`` of ``out`` (``resume=True``) or the given folder."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """``None`` (fresh run), the newest complete ``checkpoint-*`` of ``out`` (``resume=True``) or the given
+    folder (which must be complete too)."""
+    from .checkpoints import checkpoint_problem
 
     if resume is False or resume is None:
         return None
     if resume is True:
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if last is None:
-            raise RecipeError(
-                f"--resume: no checkpoint-* folder in {out}; train without --resume, or point --resume at a "
-                "checkpoint folder"
-            )
-        return Path(last)
+        return latest_complete_checkpoint(out)
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
         raise RecipeError(f"--resume {path}: not a Trainer checkpoint folder (no trainer_state.json)")
+    if (problem := checkpoint_problem(path)) is not None:
+        raise RecipeError(f"--resume {path}: incomplete checkpoint: {problem}; resume from an older checkpoint "
+                          "(--resume without a path takes the newest complete one)")
     return path
 
 
 def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
-    previous = sorted(out.glob("checkpoint-*")) + [out / f for f in RUN_FILES if (out / f).exists()]
+    """A fresh run needs a folder without a previous run; ``overwrite`` removes what mmzoo wrote there (its
+    files and ``checkpoint-N`` folders), never anything else."""
+    previous = owned_paths(out)
     if not previous:
         return
     if not overwrite:
@@ -224,7 +396,7 @@ def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
             f"{out} already holds a run ({previous[0].name}...); pass --resume to continue it, "
             "--set training.overwrite=true to replace it, or choose another training.output_dir"
         )
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # global rank 0: one deleter on a shared filesystem
         for path in previous:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -247,6 +419,57 @@ def cpu_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
+# training.report_to tracker -> (module that must be importable, pip package / mmzoo extra to install)
+TRACKERS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "clearml": (("clearml",), "clearml"),
+    "neptune": (("neptune",), "neptune"),
+    "aim": (("aim",), "aim"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "trackio": (("trackio",), "trackio"),
+}
+
+
+def check_trackers(report_to) -> None:
+    """Each ``training.report_to`` tracker must be installed (Trainer would fail after loading everything)."""
+    for name in report_to:
+        if name in ("none", "all") or name not in TRACKERS:
+            continue  # unknown names are left to TrainingArguments, which lists the valid ones
+        modules, package = TRACKERS[name]
+        if not any(_importable(m) for m in modules):
+            raise RecipeError(
+                f"training.report_to: {name} is not installed; `pip install {package}`, or remove {name!r} from "
+                "training.report_to (e.g. --set 'training.report_to=[none]')"
+            )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install counts as missing
+        return False
+
+
+def check_text_tower(recipe, spec) -> None:
+    """``data.*.max_length`` against the built text tower's position embeddings (towers from a folder too)."""
+    from ..builder import tower_config
+    from ..recipe.loader import check_text_length
+
+    text = next((e for e in spec.encoders if e.modality == "text"), None)
+    if text is None:
+        return
+    config = tower_config(text, "encoders.text")
+    config = getattr(config, "text_config", None) or config
+    check_text_length(recipe, getattr(config, "max_position_embeddings", None))
+
+
 def check_image_size(recipe, spec) -> None:
     """``data.*.image_size``, when set, must be the vision tower's input size (the processor resizes to it)."""
     from ..builder import tower_config
@@ -263,12 +486,3 @@ def check_image_size(recipe, spec) -> None:
                 f"data.{role}.image_size is {value} but the model's vision tower takes {size} px images; set "
                 f"data.{role}.image_size: {size}, or model.overrides encoders.image.config.image_size: {value}"
             )
-
-
-def _optional(module: str, attr: str):
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ModuleNotFoundError as err:
-        if err.name and module.startswith(err.name):
-            return None
-        raise

@@ -14,17 +14,21 @@ Only what Trainer cannot do is overridden, so DDP / FSDP / DeepSpeed keep workin
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, Trainer
 
 from ..errors import RecipeError
-from .data import EpochSampler
+from ..utils.logging import get_logger
+from ..losses._distributed import equal_batch_sizes
+from .data import EpochSampler, RankStream
 
-GRAD_CACHE_OBJECTIVES = {"contrastive", "sigmoid"}  # objectives that only need the two embeddings
+from .grad_cache import GRAD_CACHE_OBJECTIVES
+
+logger = get_logger(__name__)
 
 
 class MmzooTrainer(Trainer):
@@ -37,13 +41,19 @@ class MmzooTrainer(Trainer):
     """
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean: Trainer divides it by the accumulation steps
-    # set by mmzoo.train.train: model -> results of the recipe's evaluation tasks (main process, each evaluate())
+    # set by mmzoo.train.train: model -> results of the recipe's evaluation tasks (every rank, each evaluate())
     evaluation_hook: Callable[[Any], dict[str, Any] | None] | None = None
     last_evaluation: dict[str, Any] | None = None
 
     def __init__(self, *args, grad_cache_chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # never pass num_items_in_batch into the model
+        # batches carry tensors only (no `return_loss` flag): compute_loss asks the model for its loss, so Trainer's
+        # prediction_step must know an evaluation batch has one (it inspects forward's default, None, otherwise)
+        self.can_return_loss = True
+        check_engine_is_applied(self)
+        if self.is_deepspeed_enabled:
+            gather_zero3_weights_on_save(self.accelerator.state.deepspeed_plugin.deepspeed_config)
         self.grad_cache_chunk_size = grad_cache_chunk_size
         if grad_cache_chunk_size:
             check_grad_cache_support(self.accelerator.unwrap_model(self.model), self.args)
@@ -57,7 +67,37 @@ class MmzooTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
             return None
-        return EpochSampler(len(dataset), seed=self.args.seed)
+        self._epoch_sampler = EpochSampler(len(dataset), seed=self.args.seed)
+        return self._epoch_sampler
+
+    def get_train_dataloader(self):
+        """A :class:`~mmzoo.train.data.RankStream` is already this rank's part of the stream: it gets a loader
+        that accelerate neither dispatches from rank 0 nor shards again (only places batches on the device)."""
+        if not isinstance(self.train_dataset, RankStream):
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
+            drop_last=True,
+        )
+        return prepare_data_loader(loader, device=args.device, num_processes=1, process_index=0,
+                                   put_on_device=True, dispatch_batches=False)
+
+    def _run_epoch(self, *args, **kwargs):
+        """Set the epoch of the sample order directly: on resume, accelerate wraps the batch sampler in a
+        batch-skipping sampler that does not pass ``set_epoch`` on, and the rest of the interrupted epoch
+        would replay epoch 0's order on every rank."""
+        epoch = kwargs.get("epoch")
+        if epoch is not None:
+            for target in (getattr(self, "_epoch_sampler", None), self.train_dataset):
+                if hasattr(target, "set_epoch"):
+                    target.set_epoch(epoch)
+        return super()._run_epoch(*args, **kwargs)
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
@@ -71,6 +111,12 @@ class MmzooTrainer(Trainer):
         target.load_state_dict(loaded.state_dict(), strict=True)
         return None
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, marked complete before older ones rotate (see :mod:`mmzoo.train.checkpoints`)."""
+        from .checkpoints import save_checkpoint
+
+        save_checkpoint(self, super()._save_checkpoint, model, trial)
+
     def _load_best_model(self) -> None:
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             return super()._load_best_model()
@@ -79,11 +125,12 @@ class MmzooTrainer(Trainer):
 
     # -- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        with equal_batch_sizes():  # accelerate's loaders give every rank full, equal batches: no size exchange
+            outputs = model(**inputs, **({} if "labels" in inputs else {"return_loss": True}))
         if outputs.get("loss") is None:
             raise RecipeError(
-                f"the model returned no loss (outputs: {list(outputs.keys())}); batches need return_loss=True and "
-                "paired images and texts"
+                f"the model returned no loss (outputs: {list(outputs.keys())}); batches need paired images and "
+                "texts (or labels)"
             )
         # objective scalars (keys "<objective>/<name>", e.g. itm/accuracy) are averaged and logged like the terms
         terms = {**(outputs.get("loss_terms") or {}), **(outputs.get("objective_metrics") or {})}
@@ -136,7 +183,10 @@ class MmzooTrainer(Trainer):
         return metrics
 
     def run_evaluation_hook(self, metric_key_prefix: str = "eval") -> dict[str, float]:
-        if self.evaluation_hook is None or not self.is_world_process_zero():
+        """The recipe's evaluation tasks, on every rank: each embeds / scores its shard of the data and the
+        results are gathered (:mod:`mmzoo.eval.embed`), so FSDP and ZeRO-3 forwards (collective) match up and
+        no rank idles in its next all-reduce while rank 0 evaluates alone."""
+        if self.evaluation_hook is None:
             return {}
         self.last_evaluation = self.evaluation_hook(self.model)
         flat = flatten_task_metrics(self.last_evaluation, metric_key_prefix)
@@ -154,48 +204,100 @@ class MmzooTrainer(Trainer):
 
     # -- gradient caching ------------------------------------------------------------------------------------
     def grad_cache_training_step(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """One micro-batch with gradient caching (Gao et al. 2021): embeddings are computed in chunks without
-        a graph, the loss gradient w.r.t. them is cached, then each chunk is re-encoded and backpropagated.
-
-        Same gradients as :meth:`training_step` (up to float rounding) with one chunk's activations alive.
-        Under DDP the per-chunk backwards run outside DDP's hooks and the gradients are averaged by hand at
-        the synchronising micro-batch.
-        """
-        from ..encoders.tower import TowerOutput
-        from ..losses._distributed import average_gradients
-        from ..losses.grad_cache import grad_cache_step
-        from ..objectives import ObjectiveContext
+        """One micro-batch with gradient caching (:func:`mmzoo.train.grad_cache.grad_cache_model_step`), under
+        the engine's autocast (bf16 towers under ``precision: bf16``). The last pair of chunks runs through
+        ``model`` (the DDP wrapper), so DDP reduces the gradients in its buckets; Trainer's ``no_sync`` around
+        non-final accumulation micro-batches applies as for the plain step."""
+        from .grad_cache import grad_cache_model_step
 
         model.train()
         inputs = self._prepare_inputs(inputs)
         core = self.accelerator.unwrap_model(model)
-        weights = {o.type: o.weight for o in core.config.model_spec().objectives}
-        scale = 1.0 / self.current_gradient_accumulation_steps
-        text_keys = ("input_ids", "attention_mask", "token_type_ids")
-
-        def encode_image(chunk):
-            return core.encode_image(chunk["pixel_values"]).embeds
-
-        def encode_text(chunk):
-            return core.encode_text(chunk["input_ids"], chunk.get("attention_mask"), chunk.get("token_type_ids")).embeds
-
-        def loss_fn(image_embeds, text_embeds):
-            ctx = ObjectiveContext(model=core, inputs={},
-                                   text=TowerOutput(None, None, None, text_embeds),
-                                   image=TowerOutput(None, None, None, image_embeds))
-            terms = {tag: objective(ctx).loss for tag, objective in core.objectives.items()}
-            self._stash_terms(terms, inputs, training=True)
-            return sum(weights[tag] * term for tag, term in terms.items()) * scale
-
-        no_sync = model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
-        with self.compute_loss_context_manager(), no_sync:
-            loss = grad_cache_step(
-                encode_image, encode_text, {"pixel_values": inputs["pixel_values"]},
-                {k: inputs[k] for k in text_keys if inputs.get(k) is not None}, loss_fn, self.grad_cache_chunk_size,
+        with self.compute_loss_context_manager(), self.accelerator.autocast(), equal_batch_sizes():
+            loss = grad_cache_model_step(
+                core, inputs, self.grad_cache_chunk_size, loss_scale=1.0 / self.current_gradient_accumulation_steps,
+                on_terms=lambda terms: self._stash_terms(terms, inputs, training=True), wrapped=model,
             )
-        if self.args.world_size > 1 and self.accelerator.sync_gradients:
-            average_gradients([p for p in core.parameters() if p.requires_grad])
         return loss
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a run's batches are formed: the per-device batch the loader delivers, the accumulation steps and
+    the gradient-cache chunk (``None``: plain forward)."""
+
+    per_device_batch: int
+    accumulation: int
+    grad_cache_chunk_size: int | None
+    note: str | None = None  # why it differs from the recipe (logged)
+
+    def trainer_args(self) -> dict[str, int]:
+        return {"per_device_train_batch_size": self.per_device_batch,
+                "gradient_accumulation_steps": self.accumulation}
+
+
+def plan_batches(training, spec) -> BatchPlan:
+    """Gradient accumulation with a contrastive / sigmoid loss would score each micro-batch against its own
+    negatives only. A dual encoder trained only with those losses is therefore routed to the gradient cache:
+    ``per_device_train_batch_size`` x ``gradient_accumulation_steps`` pairs per step, encoded in chunks of the
+    per-device batch (the same memory, the same optimizer steps, negatives from the whole global batch). Other
+    models with such a loss keep accumulating, with a warning naming the fix."""
+    batch, steps, chunk = (training.per_device_train_batch_size, training.gradient_accumulation_steps,
+                           training.grad_cache_chunk_size)
+    pairwise = [o.type for o in spec.objectives if o.type in GRAD_CACHE_OBJECTIVES]
+    if steps == 1 or not pairwise:
+        return BatchPlan(batch, steps, chunk)
+    engine = {k for k in ("deepspeed", "fsdp") if training.trainer_args.get(k)}
+    cacheable = (spec.fusion.type == "dual_encoder" and len(pairwise) == len(spec.objectives)
+                 and training.precision != "fp16" and not engine)
+    if cacheable:
+        chunk = min(chunk or batch, batch)
+        note = (f"training.gradient_accumulation_steps {steps} with the {'/'.join(pairwise)} loss: routed to the "
+                f"gradient cache ({batch * steps} pairs per device per step in chunks of {chunk}), so negatives "
+                f"come from the whole batch, not from each micro-batch of {batch}")
+        return BatchPlan(batch * steps, 1, chunk, note)
+    reason = (f"fusion {spec.fusion.type!r} with objectives {[o.type for o in spec.objectives]}" if not engine and
+              training.precision != "fp16" else f"{'fp16' if training.precision == 'fp16' else sorted(engine)[0]}")
+    logger.warning(
+        "training.gradient_accumulation_steps %d: the %s loss sees only the negatives of each micro-batch of %d per "
+        "device, not of the accumulated batch (gradient caching cannot serve %s). Raise "
+        "training.per_device_train_batch_size (with gradient_checkpointing: true to fit it) to get more negatives.",
+        steps, "/".join(pairwise), batch, reason)
+    return BatchPlan(batch, steps, chunk)
+
+
+def check_engine_is_applied(trainer) -> None:
+    """FSDP asked for (``training.trainer_args.fsdp``, ``accelerate launch --use_fsdp``) where accelerate cannot
+    apply it (CPU / gloo processes) would silently train with plain DDP: refuse instead."""
+    import os
+
+    requested = bool(trainer.args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    if requested and not trainer.is_fsdp_enabled:
+        where = f"training.trainer_args.fsdp={trainer.args.fsdp!r}" if trainer.args.fsdp else "ACCELERATE_USE_FSDP=true"
+        raise RecipeError(
+            f"FSDP was requested ({where}) but accelerate runs this job as "
+            f"{trainer.accelerator.distributed_type.value} ({trainer.args.world_size} process(es) on "
+            f"{trainer.args.device.type}): accelerate applies FSDP only on GPUs and other accelerators, so the run "
+            "would silently be plain DDP. Launch on GPUs, or remove the FSDP setting to train with DDP knowingly "
+            "(see the README's scaling guide)"
+        )
+
+
+GATHER_ON_SAVE = "stage3_gather_16bit_weights_on_model_save"
+
+
+def gather_zero3_weights_on_save(config: dict) -> None:
+    """ZeRO-3 keeps every parameter sharded; without ``stage3_gather_16bit_weights_on_model_save`` the run
+    folder would end without ``model.safetensors``. mmzoo sets it (and warns when a config turned it off), so
+    the final model is full and loadable whatever the engine; the optimizer state stays in DeepSpeed's format
+    in the checkpoints."""
+    zero = config.setdefault("zero_optimization", {})
+    if zero.get("stage") != 3 or zero.get(GATHER_ON_SAVE) is True:
+        return
+    if zero.get(GATHER_ON_SAVE) is False:
+        logger.warning("deepspeed config: zero_optimization.%s is false; mmzoo sets it to true so that the run "
+                       "folder gets a full model.safetensors (weights gathered on save)", GATHER_ON_SAVE)
+    zero[GATHER_ON_SAVE] = True
 
 
 def check_grad_cache_support(model, args) -> None:

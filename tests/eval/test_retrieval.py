@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -205,3 +206,65 @@ def test_chunked_topk_normalizes_by_default():
     assert indices.tolist() == [[1]] and scores.item() == pytest.approx(1.0)
     _, raw_indices = chunked_topk_similarity(queries, gallery, k=1, chunk_size=1, normalize=False)
     assert raw_indices.tolist() == [[0]]
+
+
+# ------------------------------------------------------------------ one pass == the former two-pass ranks
+def _tie_fixtures():
+    """Adversarial cases: many exact ties (small integers), duplicated images and captions, collapsed
+    embeddings, captions in shuffled order, several captions per image, images with a caption scoring far
+    below the best one."""
+    yield "integer", *_integer_fixture(num_images=37, dim=3, seed=4)
+    yield "integer-2d", *_integer_fixture(num_images=50, dim=2, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    base = torch.randn(6, 8, generator=gen)
+    images = base[torch.randint(0, 6, (40,), generator=gen)]  # duplicated images (float, normalised)
+    text_to_image = torch.arange(40).repeat_interleave(2)[torch.randperm(80, generator=gen)]
+    texts = base[torch.randint(0, 6, (80,), generator=gen)]
+    yield "duplicates", images, texts, text_to_image
+    yield "collapsed", torch.full((30, 5), 0.3), torch.full((45, 5), 0.3), torch.arange(45) % 30
+    images = torch.randint(-1, 2, (29, 4), generator=gen).float()
+    text_to_image = torch.arange(29).repeat_interleave(4)
+    texts = torch.cat([images, -images, images, torch.zeros_like(images)])[torch.argsort(text_to_image)]
+    yield "far captions", images, texts, text_to_image
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+@pytest.mark.parametrize("case", list(_tie_fixtures()), ids=lambda case: case[0])
+def test_one_pass_equals_two_pass_oracle(case, ties):
+    from ._two_pass_ranks import two_pass_ranks
+
+    _, images, texts, text_to_image = case
+    normalize = case[0] in ("duplicates", "collapsed")
+    oracle = two_pass_ranks(images, texts, text_to_image, chunk_size=7, max_k=3, ties=ties, normalize=normalize)
+    full = retrieval_ranks_full(images, texts, text_to_image, ties=ties, normalize=normalize)
+    assert torch.equal(oracle.image_to_text, full.image_to_text) and torch.equal(oracle.text_to_image, full.text_to_image)
+    geometries = [(None, None), (1, None), (5, None), (None, 64), (None, 8 * 50), (3, 8 * 7), (1000, None)]
+    if case[0] == "duplicates":
+        # Float scores: MKL rounds a dot product differently with the operands' alignment, so single-row (GEMV-like)
+        # blocks can give two copies of one image scores 1 ulp apart. Exact ties (integer-valued, collapsed
+        # embeddings) are checked at every geometry; float duplicates at block geometries of several rows.
+        geometries = [g for g in geometries if g[0] not in (1, 5)]
+    for chunk_size, budget in geometries:
+        ranks = retrieval_ranks(images, texts, text_to_image, chunk_size, max_k=3, ties=ties, normalize=normalize,
+                                memory_budget=budget)
+        assert torch.equal(ranks.image_to_text, oracle.image_to_text), (chunk_size, budget)
+        assert torch.equal(ranks.text_to_image, oracle.text_to_image), (chunk_size, budget)
+        scores = F.normalize(images, dim=-1) @ F.normalize(texts, dim=-1).T if normalize else images @ texts.T
+        assert torch.equal(scores.gather(1, ranks.image_to_text_topk), scores.topk(3, dim=1).values)
+        assert torch.equal(scores.T.gather(1, ranks.text_to_image_topk), scores.T.topk(3, dim=1).values)
+
+
+def test_collapsed_normalised_embeddings_rank_at_chance_level():
+    ranks = retrieval_ranks(torch.full((30, 5), 0.3), torch.full((45, 5), 0.3), torch.arange(45) % 30)
+    assert ranks.image_to_text.tolist() == [45 - 2 + 1 if i < 15 else 45 - 1 + 1 for i in range(30)]
+    assert ranks.text_to_image.tolist() == [30] * 45
+
+
+@pytest.mark.parametrize("budget", [8, 8 * 10, 8 * 1000])
+def test_memory_budget_bounds_the_block(budget):
+    images, texts, text_to_image = _integer_fixture(num_images=60, dim=8)
+    with MaxTensorSize() as probe:
+        ranks = retrieval_ranks(images, texts, text_to_image, max_k=0, memory_budget=budget, normalize=False)
+    # nothing larger than the inputs (their finiteness check) or one block of budget / 8 scores
+    assert probe.max_numel <= max(budget // 8, texts.numel())
+    assert torch.equal(ranks.text_to_image, retrieval_ranks_full(images, texts, text_to_image, normalize=False).text_to_image)

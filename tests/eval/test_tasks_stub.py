@@ -218,7 +218,7 @@ def test_results_structure_flattens_for_trainer_and_hub_card():
     assert flat["eval_retrieval/text_to_image_recall_at_1"] == 1.0
     run = SimpleNamespace(eval_results=results)
     card_metrics = {(r.task_type, r.metric_name): r.metric_value for r in eval_results(run)}
-    assert card_metrics[("image-text-retrieval", "image_to_text_recall_at_2")] == 1.0
+    assert card_metrics[("feature-extraction", "Image→Text Recall@2")] == 1.0
     assert list(eval_result_files(run)) == [".eval_results/unknown.yaml"]
 
 

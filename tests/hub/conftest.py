@@ -1,49 +1,63 @@
-"""Run directories for the Hub tests, fabricated the way the trainer writes them (tiny preset)."""
+"""Run folders for the Hub tests: REAL tiny training runs (a few steps of the recipes/tiny twins), one per head,
+trained once per session on first use and copied for each test that changes them."""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
-import yaml
 
-RECIPE = {
-    "model": {"preset": "mm-clip-tiny"},
-    "data": {"train": {"dataset": "mmzoo:shapes", "split": "train"}},
-    "training": {"learning_rate": 1e-3, "max_steps": 2, "batch_size": 8, "optimizer": {"name": "adamw"}},
-    "evaluation": {"tasks": ["retrieval"]},
-    "hub": {"tags": ["tiny"], "license": "mit"},
-}
-EVAL_RESULTS = {
-    "mmzoo_version": "0.1.0",
-    "results": [
-        {
-            "task": "retrieval",
-            "dataset": {"name": "mmzoo:shapes", "config": None, "split": "test", "revision": None},
-            "metrics": {"t2i_recall@1": 0.25, "i2t_recall@1": 0.5, "t2i_recall@5": 0.75},
-            "protocol": {"ties": "pessimistic", "normalize": True},
-        }
-    ],
+TINY = Path(__file__).parents[2] / "recipes" / "tiny"
+COMMON = ["training.max_steps=2", "training.save_steps=null", "training.logging_steps=1", "hub.license=mit",
+          "hub.tags=[tiny]"]
+# head -> (tiny recipe, --set overrides)
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "clip": ("clip-coco", ["training.save_steps=2"]),
+    "siglip": ("clip-coco", ["model.preset=mm-siglip-tiny"]),
+    "albef": ("albef-coco", []),
+    "vqa": ("visualbert-vqa", []),
+    "captioning": ("clip-coco", ["model.overrides.objectives=[{type: contrastive}, {type: captioning, num_layers: 1, "
+                                 "max_length: 32}]", "evaluation=[{task: captioning}]"]),
 }
 
 
 @pytest.fixture(scope="session")
-def _tiny_run_template(tmp_path_factory):
-    import mmzoo
-    from mmzoo.builder import save_pretrained
+def hub_cache(tmp_path_factory):
+    """Builtin datasets are generated into a temporary MMZOO_CACHE (inherited by subprocesses)."""
+    old = os.environ.get("MMZOO_CACHE")
+    os.environ["MMZOO_CACHE"] = str(tmp_path_factory.mktemp("mmzoo_cache"))
+    os.environ.setdefault("MMZOO_DISABLE_PROGRESS_BARS", "1")
+    yield os.environ["MMZOO_CACHE"]
+    if old is None:
+        os.environ.pop("MMZOO_CACHE", None)
+    else:
+        os.environ["MMZOO_CACHE"] = old
 
-    out = tmp_path_factory.mktemp("run") / "mm-clip-tiny"
-    save_pretrained(mmzoo.build_model("mm-clip-tiny"), mmzoo.build_processor("mm-clip-tiny"), out)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
-    (out / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
-    (out / "training_log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
-    (out / "checkpoint-1").mkdir()
-    (out / "checkpoint-1" / "model.safetensors").write_bytes(b"not pushed")
-    return out
+
+@pytest.fixture(scope="session")
+def trained_run(hub_cache, tmp_path_factory):
+    """trained_run(head) -> the folder of a finished tiny run of that head (trained once per session)."""
+    from mmzoo.recipe import load_recipe
+    from mmzoo.train import train
+
+    done: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("tiny-runs")
+
+    def get(head: str) -> Path:
+        if head not in done:
+            name, overrides = RUNS[head]
+            recipe = load_recipe(TINY / f"{name}.yaml",
+                                 [f"training.output_dir={root / head}", f"name=tiny-{head}", *COMMON, *overrides])
+            done[head] = train(recipe, progress=False).run_dir
+        return done[head]
+
+    return get
 
 
 @pytest.fixture
-def tiny_run(_tiny_run_template, tmp_path):
-    """A fresh copy of a saved mm-clip-tiny run (config, weights, processor, recipe, eval results)."""
-    return shutil.copytree(_tiny_run_template, tmp_path / "run")
+def tiny_run(trained_run, tmp_path):
+    """A fresh copy of a finished mm-clip-tiny run (config, weights, processor, recipe, eval results, log,
+    run_info.json, pictures when matplotlib is installed)."""
+    return Path(shutil.copytree(trained_run("clip"), tmp_path / "run"))

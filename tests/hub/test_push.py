@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 
 import numpy as np
 import pytest
@@ -34,6 +34,17 @@ def _fresh_weights(path) -> None:
     name = sorted(weights)[0]
     weights[name] = weights[name] + torch.rand_like(weights[name])
     save_file(weights, path, metadata={"format": "pt"})
+
+
+def _set_recall(run, value: float) -> None:
+    """Change text->image recall@1 in the run's eval_results.json (a re-evaluation with other numbers)."""
+    results = json.loads((run / "eval_results.json").read_text())
+    results["results"][0]["metrics"]["text_to_image_recall_at_1"] = value
+    (run / "eval_results.json").write_text(json.dumps(results))
+
+
+def _metrics(run) -> dict:
+    return json.loads((run / "eval_results.json").read_text())["results"][0]["metrics"]
 
 
 def _readme(repo_id: str, tmp_path, revision: str = "main") -> str:
@@ -68,17 +79,19 @@ def test_card_and_metrics_on_the_hub(api, hub_repo_id, tiny_run, tmp_path):
     assert is_generated_card(readme)
     info = api.model_info(hub_repo_id, expand=["evalResults", "cardData"])
     index = info.card_data.eval_results
-    assert {r.metric_type: r.metric_value for r in index} == {"t2i_recall@1": 0.25, "i2t_recall@1": 0.5,
-                                                              "t2i_recall@5": 0.75}
-    assert {e.task_id: e.value for e in info.eval_results}["retrieval/t2i_recall@1"] == 0.25
+    metrics = _metrics(tiny_run)
+    assert {r.metric_type: r.metric_value for r in index} == metrics
+    assert {r.metric_name for r in index} >= {"Text→Image Recall@1", "Image→Text Recall@5", "Mean Recall"}
+    assert {e.task_id: e.value for e in info.eval_results}["retrieval/text_to_image_recall_at_1"] == \
+        metrics["text_to_image_recall_at_1"]
     path = hf_hub_download(hub_repo_id, ".eval_results/mmzoo-shapes.yaml", cache_dir=tmp_path / "c")
-    assert len(parse_eval_result_entries(yaml.safe_load(open(path)))) == 3
+    assert len(parse_eval_result_entries(yaml.safe_load(open(path)))) == len(metrics)
 
 
 def test_push_to_branch_leaves_main_unchanged(api, hub_repo_id, tiny_run):
     push_run(tiny_run, hub_repo_id)
     main_head = api.model_info(hub_repo_id).sha
-    (tiny_run / "eval_results.json").write_text((tiny_run / "eval_results.json").read_text().replace("0.25", "0.3"))
+    _set_recall(tiny_run, 0.3)
     result = push_run(tiny_run, hub_repo_id, revision="step-2", commit_message="step 2")
     refs = {b.name: b.target_commit for b in api.list_repo_refs(hub_repo_id).branches}
     assert refs["main"] == main_head and refs["step-2"] == result.commit_oid != main_head
@@ -89,12 +102,13 @@ def test_edited_readme_survives_repush(api, hub_repo_id, tiny_run, tmp_path):
     push_run(tiny_run, hub_repo_id)
     edited = _readme(hub_repo_id, tmp_path).replace("## Limitations", "## Limitations\n\nHand-written note.")
     api.upload_file(path_or_fileobj=edited.encode(), path_in_repo="README.md", repo_id=hub_repo_id)
-    (tiny_run / "eval_results.json").write_text((tiny_run / "eval_results.json").read_text().replace("0.25", "0.3"))
+    _set_recall(tiny_run, 0.3)
 
     kept = push_run(tiny_run, hub_repo_id)
     assert kept.card_kept and "README.md" not in kept.files
     assert "Hand-written note." in _readme(hub_repo_id, tmp_path / "a")
-    assert "0.3" in open(hf_hub_download(hub_repo_id, "eval_results.json", cache_dir=tmp_path / "b")).read()
+    assert json.load(open(hf_hub_download(hub_repo_id, "eval_results.json", cache_dir=tmp_path / "b")))[
+        "results"][0]["metrics"]["text_to_image_recall_at_1"] == 0.3
 
     replaced = push_run(tiny_run, hub_repo_id, overwrite_card=True)
     readme = _readme(hub_repo_id, tmp_path / "c")
@@ -103,7 +117,7 @@ def test_edited_readme_survives_repush(api, hub_repo_id, tiny_run, tmp_path):
 
 def test_generated_readme_is_refreshed(hub_repo_id, tiny_run, tmp_path):
     push_run(tiny_run, hub_repo_id)
-    (tiny_run / "eval_results.json").write_text((tiny_run / "eval_results.json").read_text().replace("0.25", "0.375"))
+    _set_recall(tiny_run, 0.375)
     assert not push_run(tiny_run, hub_repo_id).card_kept
     assert "0.3750" in _readme(hub_repo_id, tmp_path)
 
@@ -148,7 +162,7 @@ def test_failures_commit_nothing(api, hub_server, hub_repo_id, tiny_run, hub_fas
         hub_server.fail(pattern, times=None)
     else:
         hub_server.drop(pattern, after_bytes=100, times=None)
-    match = "HTTP 500 after retries" if how == "500" else "onnection"
+    match = r"HTTP 500 after \d+ tries" if how == "500" else "onnection"
     with pytest.raises(HubError, match=match):
         push_run(tiny_run, hub_repo_id)
     assert api.list_repo_files(hub_repo_id) == [".gitattributes"] and len(api.list_repo_commits(hub_repo_id)) == 1
@@ -162,15 +176,3 @@ def test_missing_weights_and_remote_code(api, tiny_run, hub_repo_id):
     (tiny_run / "model.safetensors").unlink()
     with pytest.raises(HubError, match="no \\*.safetensors weights"):
         push_run(tiny_run, hub_repo_id)
-
-
-def test_card_usage_snippets_run(hub_repo_id, tiny_run, tmp_path):
-    """Every ```python block of the pushed card runs against the pushed repo (model, processor, pipeline)."""
-    push_run(tiny_run, hub_repo_id)
-    blocks = re.findall(r"```python\n(.*?)```", _readme(hub_repo_id, tmp_path), flags=re.DOTALL)
-    assert len(blocks) == 2  # Auto classes + zero-shot pipeline (the spec has a contrastive objective)
-    image = Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8))
-    for block in blocks:
-        scope = {"image": image}
-        exec(compile(block, "README.md", "exec"), scope)
-    assert scope["classifier"](image, candidate_labels=["cat", "dog"])[0]["label"] in {"cat", "dog"}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mmzoo.losses._distributed import average_gradients, gather_with_grad, world_info
+from mmzoo.losses._distributed import equal_batch_sizes, gather_with_grad, world_info
 from mmzoo.losses.functional import contrastive_loss, sigmoid_loss
 from mmzoo.losses.grad_cache import grad_cache_step
 
@@ -32,7 +32,9 @@ LOSSES = {
     "clip": lambda a, b, s, bias, gather: contrastive_loss(a, b, s, gather=gather),
     "clip_smooth": lambda a, b, s, bias, gather: contrastive_loss(a, b, s, label_smoothing=0.1, gather=gather),
     "siglip": lambda a, b, s, bias, gather: sigmoid_loss(a, b, s, bias, gather=gather),
+    "siglip_ring": lambda a, b, s, bias, gather: sigmoid_loss(a, b, s, bias, gather=gather, exchange="ring"),
 }
+EQUAL_ONLY = {"siglip_ring"}  # the ring exchange needs the same batch on every rank
 
 
 def _rows(split: str, rank: int) -> slice:
@@ -68,7 +70,9 @@ class TwoTowerLoss(nn.Module):
     def loss_fn(self, img: torch.Tensor, txt: torch.Tensor, gather: bool = True) -> torch.Tensor:
         return LOSSES[self.loss](img, txt, self.logit_scale.exp(), self.logit_bias, gather)[0]
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, gather: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, gather: bool = True, embeds_only: bool = False):
+        if embeds_only:  # the last chunk of the gradient cache: one DDP forward over both towers
+            return self.encode_image(x), self.encode_text(y)
         return self.loss_fn(self.encode_image(x), self.encode_text(y), gather)
 
 
@@ -94,14 +98,20 @@ def _check_embedding_grads(rank: int, out: dict) -> None:
         ref_loss, ref_lpi, ref_lpt = fn(ref_img, ref_txt, ref_scale, ref_bias, False)
         ref_loss.backward()
         for split in SPLITS:
+            if split != "equal" and name in EQUAL_ONLY:
+                continue
             rows, key = _rows(split, rank), f"{name}/{split}"
             loc_img, loc_txt = _leaf(img[rows]), _leaf(txt[rows])
             scale, bias = _leaf(ref_scale), _leaf(ref_bias)
-            loss, lpi, lpt = fn(loc_img, loc_txt, scale, bias, True)
+            with equal_batch_sizes(split == "equal"):  # equal batches: no size exchange
+                loss, lpi, lpt = fn(loc_img, loc_txt, scale, bias, True)
             loss.backward()
             out[f"{key}/loss"] = (_mean_over_ranks(loss), ref_loss.detach())
-            out[f"{key}/logits_per_image"] = (lpi.detach(), ref_lpi.detach()[rows])
-            out[f"{key}/logits_per_text"] = (lpt.detach(), ref_lpt.detach()[rows])
+            if name in EQUAL_ONLY:  # the ring returns the local block of the logits only
+                out[f"{key}/logits_per_image"] = (lpi.detach(), ref_lpi.detach()[rows, rows])
+            else:
+                out[f"{key}/logits_per_image"] = (lpi.detach(), ref_lpi.detach()[rows])
+                out[f"{key}/logits_per_text"] = (lpt.detach(), ref_lpt.detach()[rows])
             out[f"{key}/grad_image"] = (loc_img.grad / WORLD, ref_img.grad[rows])
             out[f"{key}/grad_text"] = (loc_txt.grad / WORLD, ref_txt.grad[rows])
             out[f"{key}/grad_scale"] = (_mean_over_ranks(scale.grad), ref_scale.grad)
@@ -126,12 +136,13 @@ def _check_ddp(rank: int, out: dict) -> None:
             for n, p in ddp.module.named_parameters():
                 out[f"ddp/{loss_name}/{split}/{n}"] = (p.grad, expected[n])
 
+            # the last pair of chunks goes through the DDP forward: DDP's own buckets average every gradient
             cached = DistributedDataParallel(copy.deepcopy(ref))
             cached.zero_grad(set_to_none=True)
             module = cached.module
-            with cached.no_sync():
-                grad_cache_step(module.encode_image, module.encode_text, x[rows], y[rows], module.loss_fn, 2)
-            average_gradients(cached.parameters())
+            grad_cache_step(module.encode_image, module.encode_text, x[rows], y[rows], module.loss_fn, 2,
+                            loss_params=[p for n, p in module.named_parameters() if n.startswith("logit_")],
+                            encode_last=lambda a, b: cached(a, b, embeds_only=True), no_sync=cached.no_sync)
             for n, p in module.named_parameters():
                 out[f"grad_cache_ddp/{loss_name}/{split}/{n}"] = (p.grad, expected[n])
 
@@ -167,7 +178,7 @@ def results(tmp_path_factory) -> list[dict]:
 def test_distributed_matches_single_process(results):
     names = set(results[0])
     assert names == set(results[1])
-    for prefix in ("gather/", "clip/", "clip_smooth/", "siglip/", "ddp/", "grad_cache_ddp/"):
+    for prefix in ("gather/", "clip/", "clip_smooth/", "siglip/", "siglip_ring/", "ddp/", "grad_cache_ddp/"):
         assert any(n.startswith(prefix) for n in names), prefix
     for rank, out in enumerate(results):
         for name, (got, expected) in sorted(out.items()):

@@ -53,10 +53,22 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def _in_grad_cache_order(encode_a, encode_b, chunks_a, chunks_b):
+    """Chunks 0..k-2 of a, then of b, then the last chunk of each: the order grad_cache_step draws dropout in."""
+    last = len(chunks_a) - 1
+    a = [encode_a(c) for c in chunks_a[:last]]
+    b = [encode_b(c) for c in chunks_b[:last]]
+    a.append(encode_a(chunks_a[last]))
+    b.append(encode_b(chunks_b[last]))
+    return torch.cat(a), torch.cat(b)
+
+
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("dropout, plain_chunk", [(0.3, 3), (0.0, None)])
-def test_grad_cache_matches_plain_path(loss_name, dropout, plain_chunk):
-    """With dropout the plain path uses the same chunking (same dropout draws); without, the full batch."""
+@pytest.mark.parametrize("with_params", [False, True], ids=["loss_backward", "loss_params"])
+def test_grad_cache_matches_plain_path(loss_name, dropout, plain_chunk, with_params):
+    """With dropout the plain path uses the same chunking (same dropout draws); without, the full batch.
+    ``loss_params`` folds the logit scale/bias gradients into the last chunk's backward: the same result."""
     torch.manual_seed(0)
     plain = TwoTower(dropout).double().train()
     cached = TwoTower(dropout).double().train()
@@ -65,14 +77,15 @@ def test_grad_cache_matches_plain_path(loss_name, dropout, plain_chunk):
 
     torch.manual_seed(123)
     size = plain_chunk or len(pixels)
-    img = torch.cat([plain.encode_image(c) for c in _chunks(pixels, size)])
-    txt = torch.cat([plain.encode_text(c) for c in _chunks(text, size)])
+    img, txt = _in_grad_cache_order(plain.encode_image, plain.encode_text, _chunks(pixels, size), _chunks(text, size))
     plain_loss = LOSSES[loss_name](plain)(img, txt)
     plain_loss.backward()
     plain_next = torch.rand(3)
 
     torch.manual_seed(123)
-    loss = grad_cache_step(cached.encode_image, cached.encode_text, pixels, text, LOSSES[loss_name](cached), 3)
+    params = [cached.logit_scale, cached.logit_bias] if with_params else None
+    loss = grad_cache_step(cached.encode_image, cached.encode_text, pixels, text, LOSSES[loss_name](cached), 3,
+                           loss_params=params)
     assert not loss.requires_grad
     assert loss.item() == pytest.approx(plain_loss.item(), abs=1e-10)
     got, expected = _grads(cached), _grads(plain)
@@ -92,3 +105,5 @@ def test_grad_cache_rejects_bad_inputs():
     with pytest.raises(ValueError, match="common batch size"):
         bad = {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"][:3]}
         grad_cache_step(model.encode_image, model.encode_text, pixels, bad, loss_fn, 2)
+    with pytest.raises(ValueError, match="same batch size"):
+        grad_cache_step(model.encode_image, model.encode_text, pixels[:4], text, loss_fn, 2)

@@ -69,8 +69,8 @@ def test_get_features_match_forward():
     inputs = batch(processor)
     with torch.no_grad():
         out = model(**inputs)
-        img = model.get_image_features(inputs["pixel_values"])
-        txt = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        img = model.get_image_features(inputs["pixel_values"]).pooler_output
+        txt = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
     torch.testing.assert_close(torch.nn.functional.normalize(img, dim=-1), out.image_embeds)
     torch.testing.assert_close(torch.nn.functional.normalize(txt, dim=-1), out.text_embeds)
     scale = model.objectives["contrastive"].scale()

@@ -77,12 +77,27 @@ def test_loss_is_cross_entropy_of_masked_positions_from_fused_states(visualbert,
 def test_masking_is_reproducible_under_manual_seed(visualbert):
     model, batch = visualbert
     ctx = context(model, batch)
-    runs = {}
-    for seed in (3, 3, 4):
-        torch.manual_seed(seed)
-        runs.setdefault(seed, []).append(model.objectives["mlm"](ctx).loss)
+    objective = model.objectives["mlm"].train()  # training mode: masks follow torch's global RNG
+    try:
+        runs = {}
+        for seed in (3, 3, 4):
+            torch.manual_seed(seed)
+            runs.setdefault(seed, []).append(objective(ctx).loss)
+    finally:
+        objective.eval()
     assert runs[3][0] == runs[3][1]
     assert runs[3][0] != runs[4][0]
+
+
+def test_masking_in_eval_mode_is_deterministic_and_leaves_the_global_rng_alone(visualbert):
+    model, batch = visualbert
+    ctx = context(model, batch)
+    losses = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        losses.append(model.objectives["mlm"](ctx).loss)
+        assert torch.equal(torch.rand(3), (torch.manual_seed(seed), torch.rand(3))[1])  # no draw consumed
+    assert losses[0] == losses[1]
 
 
 def test_mlm_needs_a_mask_token_and_text_states():

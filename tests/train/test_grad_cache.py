@@ -97,13 +97,16 @@ def test_one_chunk_with_dropout_draws_what_the_plain_forward_draws():
 
 
 def _chunked_reference(model, batch, seed, chunk_size):
-    """One backward through the graph of the same chunks in the same order (text, then image): the same masks."""
+    """One backward through the graph of the same chunks in the same order (text chunks but the last, image
+    chunks but the last, then the last text and image chunk): the same masks."""
     torch.manual_seed(seed)
-    text = torch.cat([
-        model.get_text_features(ids, mask)
-        for ids, mask in zip(batch["input_ids"].split(chunk_size), batch["attention_mask"].split(chunk_size))
-    ])
-    image = torch.cat([model.get_image_features(px) for px in batch["pixel_values"].split(chunk_size)])
+    texts = list(zip(batch["input_ids"].split(chunk_size), batch["attention_mask"].split(chunk_size)))
+    images = batch["pixel_values"].split(chunk_size)
+    text = [model.encode_text(ids, mask).embeds for ids, mask in texts[:-1]]
+    image = [model.encode_image(px).embeds for px in images[:-1]]
+    text.append(model.encode_text(*texts[-1]).embeds)
+    image.append(model.encode_image(images[-1]).embeds)
+    text, image = torch.cat(text), torch.cat(image)
     out_loss = model.objectives["contrastive"](
         mmzoo.objectives.ObjectiveContext(model=model, inputs={}, text=_embeds(text), image=_embeds(image))
     ).loss * 0.7

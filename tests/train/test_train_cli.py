@@ -41,6 +41,14 @@ def test_dry_run_counts_scale_with_the_model(capsys):
     assert forward(large) > forward(small)
 
 
+def test_dry_run_global_batch_counts_the_processes(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun
+    main(["train", str(TINY / "clip-coco.yaml"), "--dry-run", "--set=training.gradient_accumulation_steps=3"])
+    assert "3 steps x global batch 48 over 2 processes" in capsys.readouterr().out  # 8 x 3 x 2
+    main(["train", str(TINY / "clip-coco.yaml"), "--dry-run", "--world-size", "4"])
+    assert "3 steps x global batch 32 over 4 processes" in capsys.readouterr().out
+
+
 def test_bad_set_key_is_named(capsys):
     code = main(["train", str(TINY / "clip-coco.yaml"), "--set", "training.learning_rat=1e-3", "--dry-run"])
     err = capsys.readouterr().err

@@ -47,7 +47,8 @@ def test_pair_dataset_and_collator():
 
     collate = TrainCollator(mmzoo.build_processor("mm-clip-tiny"), max_length=12)
     batch = collate([ds[i] for i in range(4)])
-    assert batch["return_loss"] is True
+    assert "return_loss" not in batch  # tensors only: engines concatenate and dispatch batches
+    assert all(isinstance(v, torch.Tensor) for v in batch.values())
     assert batch["input_ids"].shape == (4, 12) and batch["pixel_values"].shape == (4, 3, 32, 32)
 
 
@@ -111,6 +112,42 @@ def test_objective_terms_under_gradient_accumulation(tiny_recipe):
         assert terms == pytest.approx(entry["loss"], rel=1e-4)
 
 
+def test_accumulation_with_a_pairwise_loss_is_routed_to_the_gradient_cache(tiny_recipe, monkeypatch):
+    from mmzoo.recipe import resolve_model_spec
+    from mmzoo.train import trainer
+    from mmzoo.train.trainer import plan_batches
+
+    warnings = []
+    monkeypatch.setattr(trainer.logger, "warning", lambda msg, *args: warnings.append(msg % args))
+
+    clip = tiny_recipe("training.gradient_accumulation_steps=3", "training.per_device_train_batch_size=4")
+    plan = plan_batches(clip.training, resolve_model_spec(clip))
+    assert (plan.per_device_batch, plan.accumulation, plan.grad_cache_chunk_size) == (12, 1, 4)
+    assert "gradient cache" in plan.note
+    plain = tiny_recipe("training.per_device_train_batch_size=4")
+    assert plan_batches(plain.training, resolve_model_spec(plain)).note is None
+
+    albef = tiny_recipe("training.gradient_accumulation_steps=2", name="albef-coco")
+    plan = plan_batches(albef.training, resolve_model_spec(albef))  # fusion: accumulates, with a warning
+    assert (plan.accumulation, plan.grad_cache_chunk_size) == (2, None)
+    assert len(warnings) == 1 and "sees only the negatives of each micro-batch" in warnings[0]
+
+
+def test_routed_accumulation_keeps_the_global_negatives(tiny_recipe, tmp_path):
+    """4 x 2 accumulated gives the loss of one batch of 8 (not the smaller loss of two batches of 4)."""
+    common = ["model.overrides.encoders.text.config.hidden_dropout_prob=0.0",
+              "model.overrides.encoders.text.config.attention_probs_dropout_prob=0.0",
+              "data.eval=null", "evaluation=[]", "training.max_steps=1", "training.save_steps=null"]
+    big = train(tiny_recipe(*common, "training.per_device_train_batch_size=8"), progress=False,
+                output_dir=tmp_path / "big")
+    accumulated = train(tiny_recipe(*common, "training.per_device_train_batch_size=4",
+                                    "training.gradient_accumulation_steps=2"), progress=False,
+                        output_dir=tmp_path / "acc")
+    first = [[e for e in read_log(r.run_dir) if "loss" in e][0] for r in (big, accumulated)]
+    assert first[1]["loss"] == pytest.approx(first[0]["loss"], rel=1e-5)
+    assert first[1]["grad_norm"] == pytest.approx(first[0]["grad_norm"], rel=1e-4)
+
+
 def _trainer_and_batch(tiny_recipe, tmp_path, chunk):
     import mmzoo
     from mmzoo.recipe import resolve_model_spec
@@ -141,6 +178,15 @@ def test_grad_cache_gives_the_plain_gradients(tiny_recipe, tmp_path):
         if name in grads:
             torch.testing.assert_close(param.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
     assert set(cached._terms) == {"contrastive"}
+
+
+def test_fsdp_that_accelerate_cannot_apply_is_refused(tiny_recipe, tmp_path, monkeypatch):
+    import mmzoo
+    from mmzoo.train.trainer import MmzooTrainer
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` sets; CPU here
+    with pytest.raises(RecipeError, match=r"FSDP was requested \(ACCELERATE_USE_FSDP=true\).*silently be plain DDP"):
+        MmzooTrainer(model=mmzoo.build_model("mm-clip-tiny"), args=training_arguments(tiny_recipe(), tmp_path))
 
 
 def test_grad_cache_refuses_fusion_objectives(tiny_recipe, tmp_path):

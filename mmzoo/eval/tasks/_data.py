@@ -95,3 +95,14 @@ def describe_source(spec, dataset) -> tuple[dict[str, Any], dict[str, Any]]:
     where = getattr(spec, "path", None) or getattr(spec, "files", None) or getattr(spec, "shards", None)
     name = where if isinstance(where, str) else ",".join(where or [])
     return {"name": name, "config": None, "split": spec.split, "revision": None}, {"source": spec.source, **extra}
+
+
+def indexed_rows(dataset, columns: tuple[str, ...], max_samples: int | None = None):
+    """The first ``max_samples`` rows of map-style ``dataset`` with only ``columns`` (for index access by the
+    ranks of a distributed evaluation, see :func:`mmzoo.eval.embed.map_sharded`)."""
+    data = dataset.select_columns(list(columns))
+    if max_samples is not None and max_samples < len(data):
+        data = data.select(range(max_samples))
+    if len(data) == 0:
+        raise EvaluationError("the evaluation data is empty (0 rows); check the source, its split and max_samples.")
+    return data

@@ -16,9 +16,6 @@ and returns (and writes) the results::
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -223,20 +220,9 @@ def split_counts(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]
 
 def write_results(path: str | Path, results: dict[str, Any]) -> Path:
     """Write ``results`` as JSON so that readers see the old or the new file, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from ...utils.files import atomic_write_json
+
+    return atomic_write_json(path, results)
 
 
 def load_metric(name: str):

@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 
 from ...modeling.heads import MmzooForConditionalGeneration
-from ..embed import to_model
 from ...data.builtin import shapes
-from ._data import as_captions, column_names, iter_batches
+from ..embed import can_shard, map_sharded, synced_generation, to_model
+from ._data import as_captions, column_names, indexed_rows, iter_batches
 from ._heads import as_head, describe_model, objective_types
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -46,16 +46,22 @@ class CaptioningTask(EvaluationTask):
             params = params.model_copy(update={"max_new_tokens": _default_length(model, processor, dataset, params)})
             limit_source = f"longest reference + {LENGTH_MARGIN} tokens"
         generator = _caption_model(model, params)
+        predictions, references = [], []
+        if can_shard(dataset):  # each rank captions its shard of the images; the captions are gathered
+            data = indexed_rows(dataset, self.columns, params.max_samples)
+            references = [as_captions(c, i) for i, c in enumerate(data["captions"])]
+            predictions = map_sharded(lambda rows: generate_captions(generator, processor, data[rows]["image"], params),
+                                      len(data), params.batch_size)
+        else:
+            for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
+                references += [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
+                predictions += generate_captions(generator, processor, batch["image"], params)
         has_objects = "objects" in (column_names(dataset) or ())
-        columns = self.columns + (("objects",) if has_objects else ())
-        predictions, references, exact = [], [], []
-        for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
-            references += [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
-            generated = generate_captions(generator, processor, batch["image"], params)
-            predictions += generated
-            if has_objects:
-                exact += [shapes.describes_scene(text, shapes.scene_from_objects(objects))
-                          for text, objects in zip(generated, batch["objects"])]
+        exact = []
+        if has_objects:  # shapes: does each caption name exactly its scene's objects?
+            objects = [o for _, batch in iter_batches(dataset, ("objects",), 1024, params.max_samples)
+                       for o in batch["objects"]]
+            exact = [shapes.describes_scene(text, shapes.scene_from_objects(o)) for text, o in zip(predictions, objects)]
         bleu = load_metric("bleu").compute(predictions=predictions, references=references)
         cider = load_metric("cider").compute(predictions=predictions, references=references)
         metrics = {**{key: bleu[key] for key in BLEU_KEYS}, "cider": cider["cider"]}
@@ -108,5 +114,5 @@ def generate_captions(model, processor, images, params: CaptioningParams) -> lis
     """Decoded captions of ``images`` (special tokens removed) with the pinned decoding params."""
     inputs = to_model(processor(images=list(images), return_tensors="pt"), model)
     ids = model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=params.max_new_tokens,
-                         num_beams=params.num_beams, do_sample=False)
+                         num_beams=params.num_beams, do_sample=False, synced_gpus=synced_generation())
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]

@@ -19,8 +19,8 @@ import torch
 from pydantic import Field
 
 from ...data.builtin import shapes
-from ..embed import to_model
-from ._data import as_captions, column_names, iter_batches
+from ..embed import can_shard, map_sharded, to_model
+from ._data import as_captions, column_names, indexed_rows, iter_batches
 from ._heads import describe_model
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -93,30 +93,39 @@ class ItmTask(EvaluationTask):
             objects = [o for _, batch in iter_batches(dataset, ("objects",), 1024, params.max_samples)
                        for o in batch["objects"]]
             minimal = minimal_pair_negatives(objects, params.seed)
-        metric, minimal_metric = load_metric("itm_accuracy"), load_metric("itm_accuracy")
-        rejected: dict[str, list[bool]] = {}
-        for start, batch in iter_batches(dataset, ("image",), params.batch_size, params.max_samples):
-            rows = range(start, start + len(batch["image"]))
+        copies = 2 if minimal is None else 3
+
+        def scores_of(images, rows):  # (len(rows), copies): P(match) of the positive, random and minimal negative
             texts = [captions[i][0] for i in rows] + [captions[negatives[i]][0] for i in rows]
-            copies = 2
             if minimal is not None:
                 texts += [minimal[i][1] for i in rows]
-                copies = 3
-            scores = itm_scores(model, processor, batch["image"] * copies, texts).cpu().tolist()
-            n = len(rows)
-            metric.add_batch(predictions=scores[:2 * n], references=[1] * n + [0] * n)
-            if minimal is not None:
-                minimal_metric.add_batch(predictions=scores[:n] + scores[2 * n:], references=[1] * n + [0] * n)
-                for i, score in zip(rows, scores[2 * n:]):
-                    rejected.setdefault(minimal[i][0], []).append(score < params.threshold)
+            return itm_scores(model, processor, list(images) * copies, texts).view(copies, len(rows)).t()
+
+        if can_shard(dataset):  # each rank scores its shard of the pairs; the scores are gathered
+            data = indexed_rows(dataset, ("image",), params.max_samples)
+            scores = map_sharded(lambda rows: scores_of(data[rows]["image"], rows), len(data), params.batch_size)
+        else:
+            parts = []
+            for start, batch in iter_batches(dataset, ("image",), params.batch_size, params.max_samples):
+                parts.append(scores_of(batch["image"], range(start, start + len(batch["image"]))))
+            scores = torch.cat(parts)
+        scores = scores.float().cpu()
+        n = len(captions)
+        metric = load_metric("itm_accuracy")
+        metric.add_batch(predictions=scores[:, :2].t().reshape(-1).tolist(), references=[1] * n + [0] * n)
         metrics = metric.compute(threshold=params.threshold)
         protocol = {"positives": "first caption", "negatives": "first caption of another image (seeded shuffle)",
                     "num_pairs": 2 * len(captions)}
         if minimal is not None:
+            minimal_metric = load_metric("itm_accuracy")
+            minimal_metric.add_batch(predictions=scores[:, [0, 2]].t().reshape(-1).tolist(),
+                                     references=[1] * n + [0] * n)
             metrics["minimal_pair_accuracy"] = minimal_metric.compute(threshold=params.threshold)["accuracy"]
             for attribute in shapes.ATTRIBUTES:
-                if attribute in rejected:
-                    metrics[f"minimal_pair_rejected_{attribute}"] = float(np.mean(rejected[attribute]))
+                picked = [i for i in range(n) if minimal[i][0] == attribute]
+                if picked:
+                    rejected = scores[picked, 2] < params.threshold
+                    metrics[f"minimal_pair_rejected_{attribute}"] = float(rejected.float().mean())
             protocol["minimal_pairs"] = ("canonical caption of the same scene with one attribute (color, shape, size "
                                          "or position) of one object changed (seeded)")
             protocol["num_pairs"] = 3 * len(captions)

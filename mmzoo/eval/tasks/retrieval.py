@@ -17,9 +17,9 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..embed import embed_images, embed_texts, to_model
+from ..embed import can_shard, embed_images, embed_texts, map_sharded, to_model
 from ..retrieval import RetrievalRanks, retrieval_ranks
-from ._data import as_captions, iter_batches
+from ._data import as_captions, indexed_rows, iter_batches
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
 
@@ -58,17 +58,7 @@ class RetrievalTask(EvaluationTask):
                 f"retrieval: rerank_k {params.rerank_k} re-ranks by the ITM head, but {type(model).__name__} has no "
                 "`itm` objective / score_pairs(); train one (e.g. mm-albef-tiny) or set rerank_k: 0"
             )
-        image_embeds, text_embeds, owners, pil_images, all_texts = [], [], [], [], []
-        for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
-            captions = [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
-            image_embeds.append(embed_images(model, processor, batch["image"], params.batch_size))
-            texts = [text for row in captions for text in row]
-            text_embeds.append(embed_texts(model, processor, texts, params.batch_size))
-            owners += [start + j for j, row in enumerate(captions) for _ in row]
-            if params.rerank_k:
-                pil_images += list(batch["image"])
-                all_texts += texts
-        images, texts = torch.cat(image_embeds), torch.cat(text_embeds)
+        images, texts, owners = self.embed(model, processor, dataset, params)
         owner = torch.tensor(owners, device=images.device)
         ranks = retrieval_ranks(images, texts, owner, chunk_size=params.chunk_size, max_k=params.rerank_k,
                                 ties=params.ties)
@@ -76,12 +66,37 @@ class RetrievalTask(EvaluationTask):
         metrics = recall.compute(**ranks.metric_inputs(), recall_at=params.recall_at, ties=params.ties)
         protocol = {"similarity": "cosine", "num_images": images.shape[0], "num_texts": texts.shape[0]}
         if params.rerank_k:
+            pil_images, all_texts = [], []
+            for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
+                pil_images += list(batch["image"])
+                all_texts += [t for j, c in enumerate(batch["captions"]) for t in as_captions(c, start + j)]
             reranked = itm_rerank(model, processor, pil_images, all_texts, owner.cpu(), ranks, params.batch_size)
             extra = recall.compute(**reranked.metric_inputs(), recall_at=params.recall_at, ties=params.ties)
             metrics.update({f"itm_rerank_{key}": value for key, value in extra.items()})
             protocol["rerank"] = {"by": "itm", "k": params.rerank_k}
         return TaskResult(metrics, protocol)
 
+    def embed(self, model, processor, dataset, params: RetrievalParams):
+        """``(image_embeds, text_embeds, owners)`` of every image and caption; each rank embeds its shard and
+        the results are gathered (map-style data), or every rank embeds all (streams)."""
+        if not can_shard(dataset):
+            image_embeds, text_embeds, owners = [], [], []
+            for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
+                captions = [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
+                image_embeds.append(embed_images(model, processor, batch["image"], params.batch_size))
+                texts = [text for row in captions for text in row]
+                text_embeds.append(embed_texts(model, processor, texts, params.batch_size))
+                owners += [start + j for j, row in enumerate(captions) for _ in row]
+            return torch.cat(image_embeds), torch.cat(text_embeds), owners
+        data = indexed_rows(dataset, self.columns, params.max_samples)
+        captions = [as_captions(c, i) for i, c in enumerate(data["captions"])]
+        texts = [text for row in captions for text in row]
+        owners = [i for i, row in enumerate(captions) for _ in row]
+        images = map_sharded(lambda rows: embed_images(model, processor, data[rows]["image"], params.batch_size),
+                             len(data), params.batch_size)
+        text_embeds = map_sharded(lambda rows: embed_texts(model, processor, [texts[i] for i in rows],
+                                                           params.batch_size), len(texts), params.batch_size)
+        return images, text_embeds, owners
 
 def _has_itm(model) -> bool:
     return callable(getattr(model, "score_pairs", None)) and "itm" in (getattr(model, "objectives", None) or {})

@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 
 from ...modeling.heads import MmzooForConditionalGeneration, MmzooForVisualQuestionAnswering
-from ..embed import to_model
+from ..embed import map_sharded, synced_generation, to_model
 from ._data import column_names, iter_batches
 from ._heads import as_head, describe_model, objective_types
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
@@ -141,10 +141,10 @@ def _answer_rows(answer, rows, image_of, batch_size: int):
             questions.append(question)
             references.append(answers)
             types.append(kind)
-    predictions = []
-    for i in range(0, len(questions), batch_size):
-        predictions += answer(images[i:i + batch_size], questions[i:i + batch_size])
-    return predictions, references, types
+    # each rank answers its shard of the questions; the answers are gathered (single process: all of them)
+    predictions = map_sharded(lambda rows: answer([images[i] for i in rows], [questions[i] for i in rows]),
+                              len(questions), batch_size)
+    return list(predictions), references, types
 
 
 def _derangement(n: int, seed: int) -> list[int]:
@@ -190,6 +190,6 @@ def _generate(model, processor, images, questions, params: VqaParams) -> list[st
         )
     inputs = to_model({**prompt, **processor(images=images, return_tensors="pt")}, model)
     ids = model.generate(**inputs, max_new_tokens=params.max_new_tokens, num_beams=params.num_beams,
-                         do_sample=False)
+                         do_sample=False, synced_gpus=synced_generation())
     new_tokens = ids[:, inputs["input_ids"].shape[1]:]
     return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from ..embed import embed_images, embed_texts
-from ._data import iter_batches, require_columns
+from ..embed import can_shard, embed_images, embed_texts, map_sharded
+from ._data import indexed_rows, iter_batches, require_columns
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
 
@@ -73,18 +73,31 @@ class ZeroShotClassificationTask(EvaluationTask):
         classes = class_embeddings(model, processor, class_names, params.templates, params.batch_size)
         metric = load_metric("zeroshot_accuracy")
         num_classes = len(class_names)
-        for start, batch in iter_batches(dataset, ("image", params.label_column), params.batch_size,
-                                         params.max_samples):
-            labels = batch[params.label_column]
+        columns = ("image", params.label_column)
+
+        def check(labels, start):
             bad = [(start + j, y) for j, y in enumerate(labels) if not isinstance(y, int) or not 0 <= y < num_classes]
             if bad:
                 raise EvaluationError(
                     f"zero_shot_classification: row {bad[0][0]} has label {bad[0][1]!r}, not a class id in "
                     f"[0, {num_classes}) ({num_classes} class_names); fix class_names or label_column"
                 )
-            images = embed_images(model, processor, batch["image"], params.batch_size, normalize=True)
-            logits = zero_shot_logits(model, images, classes)
-            metric.add_batch(predictions=logits.float().cpu().tolist(), references=labels)
+
+        def logits_of(images):
+            return zero_shot_logits(model, embed_images(model, processor, images, params.batch_size, normalize=True),
+                                    classes).float()
+
+        if can_shard(dataset):  # each rank scores its shard of the images; the logits are gathered
+            data = indexed_rows(dataset, columns, params.max_samples)
+            labels = data[params.label_column]
+            check(labels, 0)
+            logits = map_sharded(lambda rows: logits_of(data[rows]["image"]), len(data), params.batch_size)
+            metric.add_batch(predictions=logits.cpu().tolist(), references=labels)
+        else:
+            for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
+                check(batch[params.label_column], start)
+                metric.add_batch(predictions=logits_of(batch["image"]).cpu().tolist(),
+                                 references=batch[params.label_column])
         top_k = tuple(k for k in params.top_k if k <= num_classes)
         if not top_k:
             raise EvaluationError(
