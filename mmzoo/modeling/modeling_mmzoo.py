@@ -321,13 +321,6 @@ class MmzooModel(MmzooPreTrainedModel):
             fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
         return fields
 
-
-def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:
-    """The HF output flags that were asked for (unset ones are left to the towers' configs)."""
-    flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
-    return {k: v for k, v in flags.items() if v is not None}
-
-
     # -- image-text matching ---------------------------------------------------------------------------------
     @torch.no_grad()
     def score_pairs(self, input_ids: Tensor, pixel_values: Tensor, attention_mask: Tensor | None = None,
@@ -366,6 +359,12 @@ def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | No
                   for chunk in grid.split(batch_size)]
         scores = torch.cat(scores) if scores else torch.zeros(0, device=device)
         return scores if pairs is not None else scores.view(n_images, n_texts)
+
+
+def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:
+    """The HF output flags that were asked for (unset ones are left to the towers' configs)."""
+    flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 class MmzooForZeroShotImageClassification(MmzooModel):
