@@ -136,7 +136,7 @@ def end_to_end(model, optimizer, ds, collate, batch: int, workers: int, batches:
     measured in the same loop as the steps, does not depend on how loaded the machine is at that moment."""
     it = iter(loader(ds, collate, batch, workers))
     step_batch = next(it)
-    model(**step_batch).loss.backward()
+    model(**step_batch, return_loss=True).loss.backward()
     optimizer.zero_grad(set_to_none=True)
     wait = 0.0
     start = time.perf_counter()
@@ -144,7 +144,7 @@ def end_to_end(model, optimizer, ds, collate, batch: int, workers: int, batches:
         t = time.perf_counter()
         step_batch = next(it)
         wait += time.perf_counter() - t
-        model(**step_batch).loss.backward()
+        model(**step_batch, return_loss=True).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     total = time.perf_counter() - start
