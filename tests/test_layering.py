@@ -51,7 +51,7 @@ LAYERS = [
     {"encoders"},
     {"fusion"},
     {"objectives"},
-    {"modeling"},
+    {"modeling", "adapters"},  # LoRA injection: modeling applies it, adapters' helpers load models (both lazy)
     {"builder"},
     {"recipe"},
     {"train"},
