@@ -51,7 +51,7 @@ LAYERS = [
     {"encoders"},
     {"fusion"},
     {"objectives"},
-    {"modeling"},
+    {"modeling", "adapters"},  # LoRA injection: modeling applies it, adapters' helpers load models (both lazy)
     {"builder"},
     {"recipe"},
     {"train"},
@@ -64,6 +64,9 @@ LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 KNOWN_UPWARD = {
     ("train", "eval"): "train/run.py runs the evaluation itself (issue 12 §2: train() should receive a callable)",
     ("train", "hub"): "train/run.py publishes itself (issue 12 §2: train() should receive a publish callable)",
+    ("adapters", "builder"): "adapters.load_adapter builds the base model from its spec (datapeft)",
+    ("data", "eval"): "data/vqa_v2.py normalises answers with the vqa_accuracy metric's function (datapeft); the "
+                      "normalisation belongs below both",
 }
 
 
