@@ -137,8 +137,8 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
             loss = caption_loss(logits, labels, self._label_smoothing)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        out = MmzooCaptionOutput(loss=loss, logits=logits, hidden_states=states if output_hidden_states else None,
-                                 image_hidden_states=image_hidden_states)
+        out = MmzooCaptionOutput(loss=loss, logits=logits, image_hidden_states=image_hidden_states,
+                                 hidden_states=select_hidden_states(states, output_hidden_states))
         return out if self._return_dict(return_dict) else out.to_tuple()
 
     # -- generation hooks (transformers GenerationMixin) -----------------------------------------------------
@@ -160,6 +160,17 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
         )
         model_kwargs["image_hidden_states"] = outputs.image_hidden_states  # encode the image once per generate()
         return model_kwargs
+
+
+def select_hidden_states(states: tuple[Tensor, ...] | None, request) -> tuple[Tensor | None, ...] | None:
+    """``states`` as ``output_hidden_states`` asks: all (True), none (False/None), or the listed indices (others
+    None, negative indices count from the end), as transformers' output capturing does."""
+    if not request or states is None:
+        return None
+    if request is True:
+        return states
+    keep = {i % len(states) for i in request}
+    return tuple(state if i in keep else None for i, state in enumerate(states))
 
 
 def caption_generation_config(config: MmzooConfig) -> GenerationConfig:
@@ -257,7 +268,7 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
             raise ValueError("MmzooForVisualQuestionAnswering.forward needs input_ids and pixel_values")
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        flags = _tower_flags(output_hidden_states or None, output_attentions)
+        flags = _tower_flags(True if output_hidden_states else None, output_attentions)
         text = self.encode_text(input_ids, attention_mask, token_type_ids, **flags)
         image = self.encode_image(pixel_values, **flags)
         inputs = {"input_ids": input_ids, "attention_mask": text.mask, "pixel_values": pixel_values,
@@ -279,7 +290,8 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         if output_hidden_states:
             hidden_states = tuple(getattr(text.raw, "hidden_states", None) or (text.tokens,))
             hidden_states += (fused.text_tokens,) if fused.text_tokens is not None else ()
-        out = MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair, hidden_states=hidden_states)
+        out = MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair,
+                             hidden_states=select_hidden_states(hidden_states, output_hidden_states))
         return out if self._return_dict(return_dict) else out.to_tuple()
 
     def decode_answers(self, logits: Tensor) -> list[str]:

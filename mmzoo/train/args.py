@@ -12,17 +12,48 @@ from ..errors import RecipeError
 
 
 def run_dir(recipe) -> Path:
-    """The run folder: ``training.output_dir`` or ``runs/<recipe name>`` (relative to the working directory)."""
-    return Path(recipe.training.output_dir or Path("runs") / (recipe.name or "run"))
+    """The run folder. Like every relative path in a recipe, a relative ``training.output_dir`` is relative to
+    the recipe file's folder (``base_dir``); unset, the run goes to ``runs/<recipe name>`` in the working
+    directory."""
+    if recipe.training.output_dir is None:
+        return Path("runs") / (recipe.name or "run")
+    path = Path(recipe.training.output_dir).expanduser()
+    return path if path.is_absolute() or not recipe.base_dir else Path(recipe.base_dir) / path
 
 
-def training_arguments(recipe, output_dir: str | Path | None = None, **extra: Any):
-    """``TrainingArguments`` for ``recipe`` (``extra`` overrides individual fields, e.g. in tests)."""
+# report_to tracker -> (module it needs, mmzoo extra that installs it)
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", None),
+                    "mlflow": ("mlflow", None), "comet_ml": ("comet_ml", None)}
+
+
+def check_trackers(report_to) -> None:
+    """A ``training.report_to`` tracker whose package is missing fails now, with the install command."""
+    import importlib.util
+
+    for tracker in report_to:
+        module, extra = TRACKER_PACKAGES.get(tracker, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            install = f"pip install 'mmzoo[{extra}]'" if extra else f"pip install {module}"
+            raise RecipeError(f"training.report_to: {tracker!r} needs the {module} package, which is not "
+                              f"installed; {install}, or remove {tracker!r} from report_to")
+
+
+def training_arguments(recipe, output_dir: str | Path | None = None, *, precision: str | None = None, **extra: Any):
+    """``TrainingArguments`` for ``recipe`` (``extra`` overrides individual fields, e.g. in tests).
+
+    ``precision``: the resolved ``training.precision`` (``mmzoo.train.precision.choose_precision``; the run
+    resolves ``auto`` on the model before calling this); ``auto`` left unresolved means fp32. fp32 on a GPU
+    enables TF32 matmuls.
+    """
     import torch
     from transformers import TrainingArguments
+    from transformers.utils import is_torch_tf32_available
 
     t = recipe.training
-    if t.precision == "fp16" and not torch.cuda.is_available():
+    precision = precision or t.precision
+    if precision == "auto":
+        precision = "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
         raise RecipeError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for key in t.trainer_args:
@@ -32,6 +63,7 @@ def training_arguments(recipe, output_dir: str | Path | None = None, **extra: An
             raise RecipeError(
                 f"training.trainer_args.{key}: not a transformers.TrainingArguments field{hint}"
             )
+    check_trackers(t.report_to)
     cpu = not torch.cuda.is_available()
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun / accelerate launch
     kwargs: dict[str, Any] = {
@@ -46,8 +78,10 @@ def training_arguments(recipe, output_dir: str | Path | None = None, **extra: An
         "warmup_steps": t.warmup_steps if t.warmup_steps < 1 else int(t.warmup_steps),
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
-        "bf16": t.precision == "bf16",
-        "fp16": t.precision == "fp16",
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "tf32": True if precision == "fp32" and torch.cuda.is_available() and is_torch_tf32_available() else None,
+        "torch_compile": t.compile,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
         "activation_checkpointing": t.gradient_checkpointing,
         "seed": t.seed,
@@ -60,6 +94,7 @@ def training_arguments(recipe, output_dir: str | Path | None = None, **extra: An
         "save_total_limit": t.save_total_limit,
         "report_to": list(t.report_to),
         "dataloader_num_workers": t.dataloader_num_workers,
+        "dataloader_drop_last": t.drop_last,
         "remove_unused_columns": False,
         "prediction_loss_only": True,
         "ddp_backend": "gloo" if cpu and multi_process else None,
