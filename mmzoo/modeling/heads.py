@@ -89,9 +89,10 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
     def from_pretrained(cls, *args, **kwargs):
         # a folder saved without generation_config.json (or one lacking the ids) gets the captioning start/end/pad
         # ids from config.tokens, so generate(pixel_values=...) starts at CLS/BOS and stops at SEP/EOS
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
         fill_generation_ids(model.generation_config, caption_generation_config(model.config))
-        return model
+        return loaded
 
     @property
     def caption_decoder(self) -> nn.Module:

@@ -117,7 +117,8 @@ def test_itm_with_hard_negatives_leaves_the_prior(fusion, one_shape):
 
     outputs = train(model, batches, steps=200)
     late = sum(float(o.loss_terms["itm"]) for o in outputs[-10:]) / 10
-    assert late < PRIOR - 0.1, f"{fusion}: ITM loss {late:.4f} did not leave the prior {PRIOR:.4f}"
+    # broken fusions measured 0.6355-0.6366 (N(0, 0.02) init) and 0.6248-0.6355 (mean-pooled pair embedding)
+    assert late < PRIOR - 0.03, f"{fusion}: ITM loss {late:.4f} did not leave the prior {PRIOR:.4f}"
     # the objectives' scalars are surfaced per objective (the trainer logs them under these names)
     scalars = outputs[-1].objective_metrics
     assert {"itm/accuracy", "contrastive/temperature"} <= set(scalars)

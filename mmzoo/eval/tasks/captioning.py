@@ -101,7 +101,7 @@ def _caption_model(model, params: CaptioningParams):
         )
     generator = as_head(model, MmzooForConditionalGeneration)
     max_length = generator.caption_decoder.max_length
-    if params.max_new_tokens + 1 > max_length:
+    if params.max_new_tokens is not None and params.max_new_tokens + 1 > max_length:
         raise EvaluationError(
             f"captioning: max_new_tokens {params.max_new_tokens} + the start token exceed the decoder's "
             f"max_length {max_length} (objectives.captioning.max_length); set max_new_tokens <= {max_length - 1}"
@@ -113,6 +113,8 @@ def _caption_model(model, params: CaptioningParams):
 def generate_captions(model, processor, images, params: CaptioningParams) -> list[str]:
     """Decoded captions of ``images`` (special tokens removed) with the pinned decoding params."""
     inputs = to_model(processor(images=list(images), return_tensors="pt"), model)
-    ids = model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=params.max_new_tokens,
+    # no data to measure (e.g. a card picture): up to the decoder's length; generation stops at the end token
+    max_new_tokens = params.max_new_tokens or model.caption_decoder.max_length - 1
+    ids = model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=max_new_tokens,
                          num_beams=params.num_beams, do_sample=False, synced_gpus=synced_generation())
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
