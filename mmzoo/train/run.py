@@ -296,8 +296,7 @@ def resumed_step(checkpoint: Path) -> int | str:
 def write_card_material(trainer, recipe, out: Path) -> list[str]:
     """``run_info.json`` (wall time, hardware, samples, final losses), the captioning head's
     ``generation_config.json`` and the run's pictures (with matplotlib); returns the file names written."""
-    import importlib
-
+    from ..hub.pictures import write_pictures  # the run's pictures (as standard_publish: imported when the run ends)
     from .run_info import run_info, write_run_info
 
     started = getattr(trainer, "mmzoo_run_started", None)
@@ -310,10 +309,8 @@ def write_card_material(trainer, recipe, out: Path) -> list[str]:
 
         caption_generation_config(model.config).save_pretrained(out)
         written.append("generation_config.json")
-    pictures = importlib.import_module("mmzoo.hub.pictures")  # a higher layer, imported when the run ends
-    written += [p.name for p in pictures.write_pictures(out, trainer.state.log_history, model,
-                                                        trainer.processing_class,
-                                                        getattr(trainer, "mmzoo_eval_data", None))]
+    written += [p.name for p in write_pictures(out, trainer.state.log_history, model, trainer.processing_class,
+                                               getattr(trainer, "mmzoo_eval_data", None))]
     return written
 
 
