@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU benchmark: ViT-B/16-class dual encoder in bf16 -> samples/s, peak memory, MFU (bench/gpu_bench.py).
+# GPU benchmark: ViT-B/16-class dual encoder in bf16 -> samples/s, peak memory, MFU (bench/gpu_bench.py), then
+# the real training path (recipe -> mmzoo.train -> Trainer) under torchrun -> samples/s, MFU (bench/gpu_train.py).
 #
 #   bash bench/gpu.sh                       # all variants, batch 256 (a few minutes on an H100/H200)
 #   bash bench/gpu.sh --variants mmzoo floor --batch 128
@@ -35,5 +36,12 @@ fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 json=()
-if [ -n "${OUT:-}" ]; then json=(--json "$OUT/gpu_bench.json"); fi
-exec "$PY" bench/gpu_bench.py "${json[@]}" "$@"
+train_json=()
+if [ -n "${OUT:-}" ]; then json=(--json "$OUT/gpu_bench.json"); train_json=(--json "$OUT/gpu_train.json"); fi
+"$PY" bench/gpu_bench.py "${json[@]}" "$@"
+# The real training path (recipe -> Trainer, bf16, TF32, fused AdamW, workers, pinned memory) under torchrun;
+# GPU_TRAIN_ARGS passes options to it (e.g. "--batch 64 --steps 60").
+echo
+echo "## Training path: torchrun --nproc_per_node 1 bench/gpu_train.py ${GPU_TRAIN_ARGS:-}"
+# shellcheck disable=SC2086
+"$PY" -m torch.distributed.run --standalone --nproc_per_node 1 bench/gpu_train.py "${train_json[@]}" ${GPU_TRAIN_ARGS:-}

@@ -1,4 +1,4 @@
-"""Benchmark: chunked vs full-matrix retrieval ranks (mmzoo.eval.retrieval) on random 128-d image-text pairs.
+"""Benchmark: one-pass vs two-pass vs full-matrix retrieval ranks, and a one-pass top-k, on random 128-d pairs.
 
 Command (from the repository root):
 
@@ -7,7 +7,9 @@ Command (from the repository root):
 
 For N pairs (N images, N captions, one caption per image), each case (size, method) runs in a fresh subprocess:
 it builds the embeddings, runs a tiny warm-up, reads its RSS, times one call (wall and CPU seconds) of
-``retrieval_ranks`` (chunked) or ``retrieval_ranks_full`` (full matrix), and reports the peak RSS growth =
+``retrieval_ranks`` (mmzoo's one-pass exact ranks), the former two-pass implementation (kept as the tests' oracle
+in ``tests/eval/_two_pass_ranks.py``), ``chunked_topk_similarity`` in both directions (top-10 only, no exact ranks:
+the speed an exact method can aim at) or ``retrieval_ranks_full`` (the naive full matrix), and reports the peak RSS growth =
 peak RSS (``VmHWM``) after the call - RSS before it (this sees torch's native allocations, which tracemalloc does not).
 The machine may be shared: CPU seconds are steadier than wall seconds then. The full-matrix path is skipped when its
 estimated peak (``FULL_BYTES_PER_PAIR`` bytes per image-text pair) exceeds ``--full-mem-cap-gib``; the table says so.
@@ -52,19 +54,36 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_case(size: int, method: str, dim: int, chunk_size: int, seed: int) -> dict:
+def run_case(size: int, method: str, dim: int, chunk_size: int | None, seed: int, max_k: int = 0) -> dict:
     """Worker: one measurement in this (fresh) process."""
     import torch
 
-    from mmzoo.eval.retrieval import retrieval_ranks, retrieval_ranks_full
+    from mmzoo.eval.retrieval import chunked_topk_similarity, retrieval_ranks, retrieval_ranks_full
 
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(size, dim, generator=gen)
     texts = torch.randn(size, dim, generator=gen)
     text_to_image = torch.arange(size)
+
+    def two_pass(i, t, m):  # the implementation mmzoo shipped before the one-pass ranks (kept as a test oracle)
+        from tests.eval._two_pass_ranks import two_pass_ranks
+
+        return two_pass_ranks(i, t, m, chunk_size=chunk_size or 1024, max_k=max_k)
+
+    def topk(i, t, m):  # one-pass chunked top-k in both directions: no exact ranks, the speed to aim at
+        from mmzoo.eval.retrieval import RetrievalRanks
+
+        k = max(max_k, 10)
+        i2t = chunked_topk_similarity(i, t, k, chunk_size or 1024)[1]
+        t2i = chunked_topk_similarity(t, i, k, chunk_size or 1024)[1]
+        hit = lambda idx, want: 1 + (idx != want[:, None]).long().cumprod(1).sum(1)  # noqa: E731 (rank or k+1)
+        return RetrievalRanks(hit(i2t, torch.arange(len(i))), hit(t2i, m))
+
     fn = {
-        "chunked": lambda i, t, m: retrieval_ranks(i, t, m, chunk_size=chunk_size),
-        "full": lambda i, t, m: retrieval_ranks_full(i, t, m),
+        "chunked": lambda i, t, m: retrieval_ranks(i, t, m, chunk_size=chunk_size, max_k=max_k),
+        "two_pass": two_pass,
+        "topk": topk,
+        "full": lambda i, t, m: retrieval_ranks_full(i, t, m, max_k=max_k),
     }[method]
     fn(images[:64], texts[:64], text_to_image[:64])  # warm-up: thread pools, kernels
 
@@ -90,7 +109,9 @@ def _secs(result: dict) -> str:
 
 def measure(size: int, method: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--sizes", str(size), "--dim", str(args.dim),
-           "--chunk-size", str(args.chunk_size), "--seed", str(args.seed)]  # fmt: skip
+           "--seed", str(args.seed), "--max-k", str(args.max_k)]  # fmt: skip
+    if args.chunk_size:
+        cmd += ["--chunk-size", str(args.chunk_size)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -102,36 +123,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000])
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--chunk-size", type=int, default=None, help="image rows per block (default: from the "
+                        "memory budget)")
+    parser.add_argument("--max-k", type=int, default=0, help="also return top-k indices (evaluation uses 0)")
     parser.add_argument("--full-mem-cap-gib", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--worker", choices=["chunked", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the raw measurements here")
+    parser.add_argument("--worker", choices=["chunked", "two_pass", "topk", "full"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_case(args.sizes[0], args.worker, args.dim, args.chunk_size, args.seed)))
+        print(json.dumps(run_case(args.sizes[0], args.worker, args.dim, args.chunk_size, args.seed, args.max_k)))
         return
 
-    print(f"retrieval ranks, random {args.dim}-d pairs, chunk_size={args.chunk_size}, cpus={os.cpu_count()}, "
-          f"full matrix skipped above {args.full_mem_cap_gib:g} GiB est. ({FULL_BYTES_PER_PAIR} B/pair)")  # fmt: skip
-    header = (f"{'N':>6} | {'chunked s (cpu)':>15} | {'chunked MiB':>11} | {'full s (cpu)':>15} | {'full MiB':>8} | "
-              f"{'time full/chk':>13} | {'mem full/chk':>12} | same ranks")  # fmt: skip
-    print(header)
-    print("-" * len(header))
+    print(f"retrieval ranks, random {args.dim}-d pairs, chunk_size={args.chunk_size}, max_k={args.max_k}, "
+          f"cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, full matrix skipped above "
+          f"{args.full_mem_cap_gib:g} GiB est. ({FULL_BYTES_PER_PAIR} B/pair)")  # fmt: skip
+    print("| N | mmzoo one-pass s (cpu) | MiB | two-pass s (cpu) | MiB | top-k s (cpu) | MiB | full s (cpu) | MiB | "
+          "one-pass / full time | one-pass / two-pass time | same ranks |")
+    print("|" + " --- |" * 12)
+    results = {}
     for size in args.sizes:
-        chunked = measure(size, "chunked", args)
+        cells = {method: measure(size, method, args) for method in ("chunked", "two_pass", "topk")}
         estimate = FULL_BYTES_PER_PAIR * size * size
-        row = f"{size:>6} | {_secs(chunked)} | {chunked['peak_growth_mib']:>11.0f} | "
+        row = f"| {size} | " + " | ".join(f"{_secs(c)} | {c['peak_growth_mib']:.0f}" for c in cells.values()) + " | "
+        same = cells["chunked"]["ranks_sha"] == cells["two_pass"]["ranks_sha"]
+        ratio_two = cells["chunked"]["seconds"] / cells["two_pass"]["seconds"]
         if estimate > args.full_mem_cap_gib * GIB:
-            row += f"skipped: full matrix est. {estimate / GIB:.1f} GiB > cap {args.full_mem_cap_gib:g} GiB"
+            row += (f"skipped: full matrix est. {estimate / GIB:.1f} GiB > cap {args.full_mem_cap_gib:g} GiB | | "
+                    f"| {ratio_two:.2f} | {'yes' if same else 'NO'} |")
         else:
-            full = measure(size, "full", args)
-            row += (f"{_secs(full)} | {full['peak_growth_mib']:>8.0f} | "
-                    f"{full['seconds'] / chunked['seconds']:>13.2f} | "
-                    f"{full['peak_growth_mib'] / max(chunked['peak_growth_mib'], 1e-9):>12.1f} | "
-                    f"{'yes' if full['ranks_sha'] == chunked['ranks_sha'] else 'NO'}")  # fmt: skip
+            cells["full"] = full = measure(size, "full", args)
+            same = same and full["ranks_sha"] == cells["chunked"]["ranks_sha"]
+            row += (f"{_secs(full)} | {full['peak_growth_mib']:.0f} | "
+                    f"{cells['chunked']['seconds'] / full['seconds']:.2f} | {ratio_two:.2f} | "
+                    f"{'yes' if same else 'NO'} |")
+        results[size] = cells
         print(row, flush=True)
-    print(f"torch threads: {chunked['threads']}; s = wall seconds (cpu = user + sys seconds of the worker); "
-          "MiB = peak RSS growth over the call; fresh process per cell")  # fmt: skip
+    print(f"torch threads: {cells['chunked']['threads']}; s = wall seconds (cpu = user + sys seconds of the worker); "
+          "MiB = peak RSS growth over the call; fresh process per cell; same ranks: one-pass == two-pass (== full)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ _LAZY = {
     "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
     "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
     "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
+    "load_adapters": ".adapters", "save_adapters": ".adapters",
 }
 
 
@@ -78,6 +79,8 @@ __all__ = [
     "build_processor",
     "list_components",
     "list_presets",
+    "load_adapters",
     "load_recipe",
     "load_spec",
+    "save_adapters",
 ]

@@ -115,7 +115,10 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
         pretrained = AutoModel.from_pretrained(resolve_model_source(source))
     except OSError as err:
         raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
-    missing, unexpected = module.load_state_dict(pretrained.state_dict(), strict=False)
+    from .adapters import base_layer_state_dict, is_lora_key
+
+    missing, unexpected = module.load_state_dict(base_layer_state_dict(module, pretrained.state_dict()), strict=False)
+    missing = [k for k in missing if not is_lora_key(k)]  # LoRA adapters keep their initialisation
     if getattr(module, "pooler", None) is None:  # built without its pooler (unused by the spec's pooling)
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if missing or unexpected:

@@ -17,6 +17,23 @@ def test_every_spec_tag_has_a_module():
     assert OBJECTIVE_SPECS.list() == OBJECTIVES.list()
 
 
+def test_one_entry_per_tag_holds_spec_builder_and_capabilities():
+    from mmzoo.specs.fusion import FUSION_COMPONENTS
+    from mmzoo.specs.objectives import OBJECTIVE_COMPONENTS
+
+    entry = FUSION_COMPONENTS.entry("co_attention")
+    assert entry.spec is FUSION_SPECS.get("co_attention") and entry.builder is FUSIONS.get("co_attention")
+    assert "pair_embedding" in entry.spec.provides  # capabilities are declared on the entry's spec class
+    assert OBJECTIVE_COMPONENTS.entry("sigmoid").spec.pair_scores == "sigmoid"
+    assert OBJECTIVE_COMPONENTS.entry("contrastive").builder is OBJECTIVES.get("contrastive")
+
+
+def test_a_builder_needs_a_registered_spec():
+    with pytest.raises(ValueError, match="no spec class; register its spec first"):
+        FUSIONS.register("not_a_spec_tag")(object)
+    assert "not_a_spec_tag" not in FUSIONS
+
+
 def test_unknown_tag_suggests_close_match():
     with pytest.raises(UnknownComponentError, match="did you mean 'co_attention'"):
         FUSIONS.get("coattention")

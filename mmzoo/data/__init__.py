@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 from .builtin import BUILTIN_DATASETS, BuiltinDataset, list_builtin, load_builtin
+from .coco import CocoCaptionsSourceSpec, KarpathySourceSpec
 from .collator import ImageTextCollator
 from .errors import DataError
 from .sources import DEFAULT_COLUMNS, SOURCE_LOADERS, BadSampleReport, bad_sample_report, load_source
+from .source_base import SOURCE_SPEC_TYPES, LayoutSourceSpec, register_source_spec
 from .specs import (
     BuiltinSourceSpec,
     ColumnsSpec,
@@ -22,6 +24,7 @@ from .specs import (
     SourceSpecBase,
     WebDatasetSourceSpec,
 )
+from .vqa_v2 import VqaV2SourceSpec
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -29,6 +32,7 @@ __all__ = [
     "BuiltinDataset",
     "BuiltinSourceSpec",
     "ColumnsSpec",
+    "CocoCaptionsSourceSpec",
     "CsvSourceSpec",
     "DEFAULT_COLUMNS",
     "DataError",
@@ -37,13 +41,18 @@ __all__ = [
     "ImageFolderSourceSpec",
     "ImageTextCollator",
     "JsonSourceSpec",
+    "KarpathySourceSpec",
+    "LayoutSourceSpec",
     "ParquetSourceSpec",
     "SOURCE_LOADERS",
+    "SOURCE_SPEC_TYPES",
     "SourceSpec",
     "SourceSpecBase",
+    "VqaV2SourceSpec",
     "WebDatasetSourceSpec",
     "bad_sample_report",
     "list_builtin",
     "load_builtin",
     "load_source",
+    "register_source_spec",
 ]

@@ -65,6 +65,11 @@ class BadSampleReport:
     skipped: int = 0
     examples: list[str] = field(default_factory=list)  # the first few reasons
 
+    def __deepcopy__(self, memo) -> BadSampleReport:
+        # one accumulator per source: `datasets` deep-copies a streamed pipeline (shuffle, set_epoch,
+        # split_dataset_by_node), and the copies must count into the report the run reads
+        return self
+
     def add(self, reason: str) -> None:
         self.skipped += 1
         if len(self.examples) < _MAX_LOGGED:
@@ -111,7 +116,7 @@ def load_source(
     base = Path(base_dir).expanduser().resolve()
     if isinstance(spec, BuiltinSourceSpec):
         return _load_builtin(spec)
-    raw = SOURCE_LOADERS.get(spec.source)(spec, base, cache_dir)
+    raw = spec.load_raw(base, cache_dir)
     report = BadSampleReport(raw.where)
     dataset = _normalise(raw, spec, report)
     setattr(dataset, _REPORT_ATTR, report)

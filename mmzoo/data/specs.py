@@ -1,6 +1,9 @@
 """Specs of a recipe's ``data:`` section: where the train / eval image-text data come from.
 
-Each source is tagged by ``source:`` (builtin, imagefolder, json, csv, parquet, hf, webdataset).
+Each source is tagged by ``source:`` (builtin, imagefolder, json, csv, parquet, hf, webdataset, and the original
+layouts of published datasets: coco_captions, karpathy, vqa_v2 — see :mod:`mmzoo.data.coco` and
+:mod:`mmzoo.data.vqa_v2`). Every source spec class is registered in ``SOURCE_SPEC_TYPES``
+(:mod:`mmzoo.data.source_base`); the ``data:`` union below is built from that registry.
 
 ```yaml
 data:
@@ -16,72 +19,15 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from ..specs.base import SpecBase
+from .source_base import (
+    ROLES,
+    SOURCE_SPEC_TYPES,
+    ColumnsSpec,
+    SourceSpecBase,
+    register_source_spec,
+)
 
-ROLES = ("image", "caption", "captions", "question", "answers", "label")
-
-
-class ColumnsSpec(SpecBase):
-    """Source column name for each normalised column; ``None`` = auto-detect (see ``sources.DEFAULT_COLUMNS``).
-
-    ``caption`` holds one string per row, ``captions`` a list of strings (or one string); set at most one.
-    """
-
-    image: str | None = None
-    caption: str | None = None
-    captions: str | None = None
-    question: str | None = None
-    answers: str | None = None
-    label: str | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> ColumnsSpec:
-        if self.caption and self.captions:
-            raise ValueError(
-                f"columns.caption and columns.captions both set ({self.caption!r}, {self.captions!r}); "
-                "set only one: caption for one string per row, captions for a list"
-            )
-        if self.answers and not self.question:
-            raise ValueError(
-                f"columns.answers ({self.answers!r}) needs columns.question; set columns.question to the "
-                "column holding the questions"
-            )
-        return self
-
-    def explicit(self) -> dict[str, str]:
-        """role -> source column, for the roles set explicitly."""
-        return {role: col for role in ROLES if (col := getattr(self, role))}
-
-
-class SourceSpecBase(SpecBase):
-    """Fields shared by every source.
-
-    Args:
-        split: split to read (``train``, ``validation``, ``test``), or a slice of it: a count (``train[:160]``,
-            ``train[160:]``) or a percentage (``train[:10%]``). Streamed, a count takes / skips rows of the
-            stream and a percentage keeps the rows whose index modulo 100 falls in the range (both deterministic;
-            complementary slices never share a row).
-        streaming: return a ``datasets.IterableDataset`` read lazily instead of a ``Dataset``.
-        shuffle_buffer: streamed training data: rows in the seeded shuffle buffer (shard order is shuffled too;
-            0 keeps the stream order).
-        columns: source column per normalised column (image / caption / captions / question / answers / label).
-        image_size: side in pixels the model sees; read by the trainer to build the processor (builtins:
-            also the generated size).
-        max_length: tokenizer max length, read by the collator.
-        max_samples: keep the first ``max_samples`` rows (before bad samples are dropped).
-        on_bad_sample: ``error`` stops at the first corrupt image / missing value and names it; ``skip`` drops
-            such rows, counts them and logs a warning.
-    """
-
-    split: str = "train"
-    streaming: bool = False
-    shuffle_buffer: int = Field(1000, ge=0, description="streamed training data: rows in the seeded shuffle buffer")
-    columns: ColumnsSpec = ColumnsSpec()
-    image_size: int | None = Field(None, ge=8)
-    max_length: int | None = Field(None, ge=1)
-    max_samples: int | None = Field(None, ge=1)
-    on_bad_sample: Literal["error", "skip"] = "error"
-
-
+@register_source_spec
 class BuiltinSourceSpec(SourceSpecBase):
     """A generated dataset from :func:`mmzoo.data.load_builtin` (offline). ``params`` go to the generator."""
 
@@ -124,7 +70,22 @@ class BuiltinSourceSpec(SourceSpecBase):
             params.setdefault("image_size", self.image_size)
         return params
 
+    location_field = "name"
 
+    def identity(self) -> dict[str, Any]:
+        # name and split only: two seeds of one builtin split draw from the same pool
+        return {"source": self.source, "name": self.name, "split": self.split}
+
+    def dataset_info(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Named ``mmzoo:<name>``, its generator version as the revision, its params in the protocol."""
+        from .builtin import BUILTIN_DATASETS
+
+        extra = {**self._sample_limit(), "dataset_params": self.generator_params()}
+        return ({"name": f"mmzoo:{self.name}", "config": None, "split": self.split,
+                 "revision": f"v{BUILTIN_DATASETS.get(self.name).version}"}, extra)
+
+
+@register_source_spec
 class ImageFolderSourceSpec(SourceSpecBase):
     """A folder of images with ``metadata.jsonl`` / ``metadata.csv`` / ``metadata.parquet`` (``file_name``
     column + caption columns), the ``datasets`` ImageFolder convention. Without metadata, sub-folder names
@@ -132,6 +93,8 @@ class ImageFolderSourceSpec(SourceSpecBase):
 
     source: Literal["imagefolder"] = "imagefolder"
     path: str
+
+    location_field = "path"
 
 
 class _FilesSourceSpec(SourceSpecBase):
@@ -144,6 +107,8 @@ class _FilesSourceSpec(SourceSpecBase):
 
     files: list[str]
     root: str | None = None
+
+    location_field = "files"
 
     @field_validator("files", mode="before")
     @classmethod
@@ -158,18 +123,22 @@ class _FilesSourceSpec(SourceSpecBase):
         return value
 
 
+@register_source_spec
 class JsonSourceSpec(_FilesSourceSpec):
     source: Literal["json"] = "json"
 
 
+@register_source_spec
 class CsvSourceSpec(_FilesSourceSpec):
     source: Literal["csv"] = "csv"
 
 
+@register_source_spec
 class ParquetSourceSpec(_FilesSourceSpec):
     source: Literal["parquet"] = "parquet"
 
 
+@register_source_spec
 class HFSourceSpec(SourceSpecBase):
     """A dataset from the Hugging Face Hub (``datasets.load_dataset``); needs network access unless cached."""
 
@@ -178,13 +147,25 @@ class HFSourceSpec(SourceSpecBase):
     config: str | None = None
     revision: str | None = None
 
+    location_field = "dataset"
 
+    def dataset_info(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return ({"name": self.dataset, "config": self.config, "split": self.split, "revision": self.revision},
+                self._sample_limit())
+
+    def hub_dataset(self) -> str | None:
+        return self.dataset
+
+
+@register_source_spec
 class WebDatasetSourceSpec(SourceSpecBase):
     """WebDataset ``.tar`` shards (paths or globs relative to the recipe's folder); images under keys such as
     ``jpg`` / ``png``, captions under ``txt`` by default."""
 
     source: Literal["webdataset"] = "webdataset"
     shards: list[str]
+
+    location_field = "shards"
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -199,15 +180,9 @@ class WebDatasetSourceSpec(SourceSpecBase):
         return value
 
 
-SOURCE_SPECS: tuple[type[SourceSpecBase], ...] = (
-    BuiltinSourceSpec,
-    ImageFolderSourceSpec,
-    JsonSourceSpec,
-    CsvSourceSpec,
-    ParquetSourceSpec,
-    HFSourceSpec,
-    WebDatasetSourceSpec,
-)
+from . import coco, vqa_v2  # noqa: E402,F401  (register the original-layout sources)
+
+SOURCE_SPECS: tuple[type[SourceSpecBase], ...] = tuple(cls for _, cls in SOURCE_SPEC_TYPES.items())
 SourceSpec = Annotated[Union[SOURCE_SPECS], Field(discriminator="source")]  # noqa: UP007 (runtime tuple)
 
 
@@ -219,24 +194,12 @@ class DataSpec(SpecBase):
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
-        if self.eval is not None and _identity(self.eval) == _identity(self.train):
+        if self.eval is not None and self.eval.identity() == self.train.identity():
             raise ValueError(
-                f"eval reads the same data as train ({_describe(self.train)}); evaluate on held-out data, "
+                f"eval reads the same data as train ({self.train.describe()}); evaluate on held-out data, "
                 "e.g. set eval.split: test"
             )
         return self
 
-
-def _identity(spec: SourceSpecBase) -> dict[str, Any]:
-    """What selects the rows: everything but the loading options (for builtins: name and split only, since
-    two seeds of one builtin split draw from the same pool)."""
-    if isinstance(spec, BuiltinSourceSpec):
-        return {"source": spec.source, "name": spec.name, "split": spec.split}
-    return spec.model_dump(exclude={"streaming", "shuffle_buffer", "max_samples", "on_bad_sample", "max_length",
-                                    "image_size"})
-
-
-def _describe(spec: SourceSpecBase) -> str:
-    what = {"builtin": "name", "imagefolder": "path", "hf": "dataset"}.get(spec.source)
-    target = getattr(spec, what) if what else getattr(spec, "files", getattr(spec, "shards", None))
-    return f"source {spec.source} {target!r}, split {spec.split!r}"
+    def sources(self) -> list[SourceSpecBase]:
+        return [s for s in (self.train, self.eval) if s is not None]

@@ -10,6 +10,7 @@ processor taking ``text=`` / ``images=`` (``MmzooProcessor``, ``CLIPProcessor``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -165,3 +166,33 @@ def synced_generation() -> bool:
     """``generate(synced_gpus=...)``: with several ranks, a rank that finished keeps stepping until all have, as
     FSDP / ZeRO-3 forwards are collective."""
     return world()[1] > 1
+
+
+@contextlib.contextmanager
+def parameters_for_evaluation(model):
+    """Parameters an evaluation reads outside a module's own ``forward`` made whole for its duration.
+
+    Evaluation calls ``get_image_features`` / ``pair_logits`` / heads directly, not ``model.forward``. Under
+    FSDP2 the root unit's parameters (final norms, projections, logit scale) are gathered only by the root's
+    forward, so the root is unsharded here (the wrapped layers still gather themselves per forward); under
+    DeepSpeed ZeRO-3 every module gathers its own parameters in its forward, except the objectives' scalars
+    and heads used by scoring, which are gathered here. A no-op elsewhere.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        model.unshard()
+        try:
+            yield
+        finally:
+            model.reshard()
+        return
+    objectives = getattr(model, "objectives", None)
+    partitioned = [p for p in objectives.parameters() if hasattr(p, "ds_id")] if objectives is not None else []
+    if partitioned:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(partitioned):
+            yield
+        return
+    yield

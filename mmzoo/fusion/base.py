@@ -7,10 +7,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._registry import Registry
+from ..specs.fusion import FUSION_COMPONENTS
 
-# tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig
-FUSIONS: Registry[type[Fusion]] = Registry("fusion module")
+# tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig: the builder side of
+# the one fusion registry (its spec side is mmzoo.specs.FUSION_SPECS)
+FUSIONS = FUSION_COMPONENTS.builders
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Fusion(nn.Module):
 
     def forward(self, text, image, inputs: dict[str, Tensor] | None = None) -> FusionOutput:
         raise NotImplementedError
+
+    def apply_trainability(self) -> None:
+        """Set ``requires_grad`` of this fusion's parameters from its spec (called by the model's
+        ``apply_trainability`` on construction and after loading). Default: everything trains."""
 
 
 def transformer_width(spec, dims: ModelDims) -> int:

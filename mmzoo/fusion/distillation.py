@@ -48,7 +48,7 @@ class DistillationFusion(Fusion):
                 self._check_vocab(hf_config, teacher)
             self.teachers[modality] = Tower(tower_model(hf_config, teacher.pooling), modality, teacher.pooling,
                                             projection_dim=None)
-        self.train(self.training)  # freezes the teachers and puts them in eval mode
+        self.train(self.training)  # puts the teachers in eval mode
         self.teacher_widths = {m: tower.width for m, tower in self.teachers.items()}
 
     def _check_vocab(self, hf_config, teacher) -> None:
@@ -62,15 +62,14 @@ class DistillationFusion(Fusion):
             )
 
     def train(self, mode: bool = True) -> DistillationFusion:
-        """Switch the fusion's mode; the teachers stay frozen and in eval mode (no dropout, fixed statistics).
-
-        Freezing is re-applied here because transformers' ``from_pretrained`` re-creates every parameter with
-        ``requires_grad=True``; it ends with ``model.eval()``, which lands here.
-        """
+        """Switch the fusion's mode; the teachers stay in eval mode (no dropout, fixed statistics)."""
         super().train(mode)
-        self.teachers.requires_grad_(False)
         self.teachers.eval()
         return self
+
+    def apply_trainability(self) -> None:
+        """The teachers are frozen (the model applies this on construction and after ``from_pretrained``)."""
+        self.teachers.requires_grad_(False)
 
     def forward(self, text, image, inputs=None) -> FusionOutput:
         if inputs is None:

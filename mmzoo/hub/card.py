@@ -188,26 +188,16 @@ def _datasets(run: Run) -> list[str]:
 
 
 def _data_names(recipe: dict[str, Any] | None) -> list[tuple[str, bool]]:
-    """``(shown name, may be a Hub id)`` of each data source of the recipe (``mmzoo:NAME`` for built-ins)."""
-    out = []
-    for role in ("train", "eval"):
-        source = ((recipe or {}).get("data") or {}).get(role)
-        if not isinstance(source, dict):
-            continue
-        if source.get("source") == "builtin":
-            out.append((f"mmzoo:{source.get('name')}", False))
-        else:
-            out += [(v, True) for v in _find_values(source, ("dataset", "dataset_id", "path", "name"))]
-    return list(dict.fromkeys(out))
+    """``(shown name, is a Hub id)`` of each data source of the recipe; each source spec knows its own
+    (``dataset_info()`` names it: ``mmzoo:NAME`` for built-ins, ``karpathy:coco``...; ``hub_dataset()``)."""
+    from ..data import DataSpec
 
-
-def _find_values(node: Any, keys: tuple[str, ...]) -> list[Any]:
-    if isinstance(node, dict):
-        found = [v for k, v in node.items() if k in keys and isinstance(v, str)]
-        return found + [x for v in node.values() for x in _find_values(v, keys)]
-    if isinstance(node, list):
-        return [x for v in node for x in _find_values(v, keys)]
-    return []
+    try:
+        data = DataSpec.model_validate((recipe or {}).get("data"))
+    except ValueError:  # not a data section this mmzoo can read: name nothing rather than guess
+        return []
+    return list(dict.fromkeys((source.hub_dataset() or source.dataset_info()[0]["name"], bool(source.hub_dataset()))
+                              for source in data.sources()))
 
 
 # -- rendering -----------------------------------------------------------------------------------------------
@@ -282,7 +272,21 @@ def _context(run: Run, data: ModelCardData, repo_id: str | None, remote_code: bo
         "facts": _facts(info), "checkpoint_step": info.get("checkpoint_step"),
         "evaluated": run.eval_results is not None,
         "pictures": [(file, caption) for file, caption in PICTURES if (run.path / file).is_file()],
+        **_peft_context(run),
     }
+
+
+def _peft_context(run: Run) -> dict[str, Any]:
+    """LoRA settings per tower and the trainable / total parameter counts (counted on a meta-device model)."""
+    if not any(e.peft for e in run.spec.encoders):
+        return {"peft": [], "parameters": None}
+    from ..adapters import card_facts
+
+    facts = card_facts(run.config)
+    counts = facts["parameters"]
+    return {"peft": facts["peft"],
+            "parameters": {"trainable": f"{counts['trainable']:,}", "total": f"{counts['total']:,}",
+                           "percent": f"{100 * counts['trainable'] / counts['total']:.2f}"}}
 
 
 def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
@@ -315,7 +319,8 @@ def _encoder_row(enc) -> dict[str, Any]:
         source += " (with config overrides)"
     projection = enc.projection
     return {"modality": enc.modality, "source": source, "pretrained": enc.pretrained, "pooling": enc.pooling,
-            "freeze": ("yes" if enc.freeze else "no") if isinstance(enc.freeze, bool) else ", ".join(enc.freeze),
+            "freeze": "base weights (LoRA adapters train)" if enc.peft else
+                      ("yes" if enc.freeze else "no") if isinstance(enc.freeze, bool) else ", ".join(enc.freeze),
             "projection": f"{projection.type} → {projection.dim or 'projection_dim'}"}
 
 

@@ -6,6 +6,7 @@ never needed again (their configs are stored here, their weights in the model's 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -49,8 +50,21 @@ class MmzooConfig(PreTrainedConfig):
     mmzoo_version: str | None = __version__
 
     def model_spec(self) -> ModelSpec:
-        """The validated ModelSpec this config was built from."""
-        return ModelSpec.from_dict(self.spec, source=f"{self.name_or_path or 'config'}:config.json → spec")
+        """The validated ModelSpec this config was built from (parsed once per distinct spec, then cached: specs
+        are immutable)."""
+        text = json.dumps(self.spec, sort_keys=True)
+        cached = _SPECS.get(text)
+        if cached is None:
+            cached = ModelSpec.from_dict(self.spec, source=f"{self.name_or_path or 'config'}:config.json → spec")
+            if len(_SPECS) >= _SPEC_CACHE_SIZE:
+                _SPECS.pop(next(iter(_SPECS)))
+            _SPECS[text] = cached
+        return cached
+
+
+# validated specs by their JSON text (ModelSpec instances are frozen, so sharing them is safe)
+_SPECS: dict[str, ModelSpec] = {}
+_SPEC_CACHE_SIZE = 64
 
 
 class MmzooSiglipConfig(MmzooConfig):
@@ -61,7 +75,7 @@ class MmzooSiglipConfig(MmzooConfig):
 
 
 def config_class_for(spec: ModelSpec) -> type[MmzooConfig]:
-    """Sigmoid-scored models (a sigmoid objective and no contrastive one) get the siglip-flavoured config."""
-    if spec.objective("sigmoid") is not None and spec.objective("contrastive") is None:
-        return MmzooSiglipConfig
-    return MmzooConfig
+    """Sigmoid-scored models (an objective scoring pairs by sigmoid and none by softmax) get the siglip-flavoured
+    config. The scoring kind is the objectives' declared ``pair_scores``."""
+    kinds = {o.pair_scores for o in spec.objectives if o.scores_pairs}
+    return MmzooSiglipConfig if "sigmoid" in kinds and "softmax" not in kinds else MmzooConfig

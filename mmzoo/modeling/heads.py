@@ -85,6 +85,14 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
         self.generation_config = caption_generation_config(config)
         self._label_smoothing = spec.objective("captioning").label_smoothing
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # a folder saved without generation_config.json (or one lacking the ids) gets the captioning start/end/pad
+        # ids from config.tokens, so generate(pixel_values=...) starts at CLS/BOS and stops at SEP/EOS
+        model = super().from_pretrained(*args, **kwargs)
+        fill_generation_ids(model.generation_config, caption_generation_config(model.config))
+        return model
+
     @property
     def caption_decoder(self) -> nn.Module:
         return self.objectives["captioning"].decoder
@@ -129,8 +137,8 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
             loss = caption_loss(logits, labels, self._label_smoothing)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        out = MmzooCaptionOutput(loss=loss, logits=logits, hidden_states=states if output_hidden_states else None,
-                                 image_hidden_states=image_hidden_states)
+        out = MmzooCaptionOutput(loss=loss, logits=logits, image_hidden_states=image_hidden_states,
+                                 hidden_states=select_hidden_states(states, output_hidden_states))
         return out if self._return_dict(return_dict) else out.to_tuple()
 
     # -- generation hooks (transformers GenerationMixin) -----------------------------------------------------
@@ -154,6 +162,17 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
         return model_kwargs
 
 
+def select_hidden_states(states: tuple[Tensor, ...] | None, request) -> tuple[Tensor | None, ...] | None:
+    """``states`` as ``output_hidden_states`` asks: all (True), none (False/None), or the listed indices (others
+    None, negative indices count from the end), as transformers' output capturing does."""
+    if not request or states is None:
+        return None
+    if request is True:
+        return states
+    keep = {i % len(states) for i in request}
+    return tuple(state if i in keep else None for i, state in enumerate(states))
+
+
 def caption_generation_config(config: MmzooConfig) -> GenerationConfig:
     """Greedy decoding from CLS/BOS to SEP/EOS without KV cache (prompt + new tokens <= ``captioning.max_length``)."""
     tokens = config.tokens or {}
@@ -167,6 +186,35 @@ def caption_generation_config(config: MmzooConfig) -> GenerationConfig:
         bos_token_id=start, decoder_start_token_id=start, eos_token_id=end,
         pad_token_id=tokens.get("pad_token_id", 0), use_cache=False,
     )
+
+
+def fill_generation_ids(target: GenerationConfig, source: GenerationConfig) -> None:
+    """Copy bos/eos/pad/decoder_start ids (and use_cache False) from ``source`` where ``target`` has none."""
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        if getattr(target, key, None) is None:
+            setattr(target, key, getattr(source, key))
+    target.use_cache = False
+
+
+def save_captioning_extras(model, save_directory) -> None:
+    """For a model with a ``captioning`` objective: write ``generation_config.json`` (bos/eos/pad from the tokenizer
+    ids) and name ``MmzooForConditionalGeneration`` in ``config.json``'s ``architectures``, so the folder loads into
+    a class that generates (``AutoModelForImageTextToText``) and its captions stop at the end token."""
+    import json
+    from pathlib import Path
+
+    if model.config.model_spec().objective("captioning") is None:
+        return
+    folder = Path(save_directory)
+    generation = caption_generation_config(model.config)
+    if isinstance(model, MmzooForConditionalGeneration):
+        fill_generation_ids(model.generation_config, generation)
+        generation = model.generation_config
+    generation.save_pretrained(folder)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config["architectures"] = [MmzooForConditionalGeneration.__name__]
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 class MmzooForVisualQuestionAnswering(MmzooModel):
@@ -220,7 +268,7 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
             raise ValueError("MmzooForVisualQuestionAnswering.forward needs input_ids and pixel_values")
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        flags = _tower_flags(output_hidden_states or None, output_attentions)
+        flags = _tower_flags(True if output_hidden_states else None, output_attentions)
         text = self.encode_text(input_ids, attention_mask, token_type_ids, **flags)
         image = self.encode_image(pixel_values, **flags)
         inputs = {"input_ids": input_ids, "attention_mask": text.mask, "pixel_values": pixel_values,
@@ -242,7 +290,8 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         if output_hidden_states:
             hidden_states = tuple(getattr(text.raw, "hidden_states", None) or (text.tokens,))
             hidden_states += (fused.text_tokens,) if fused.text_tokens is not None else ()
-        out = MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair, hidden_states=hidden_states)
+        out = MmzooVqaOutput(loss=loss, logits=logits, fused_embeds=pair,
+                             hidden_states=select_hidden_states(hidden_states, output_hidden_states))
         return out if self._return_dict(return_dict) else out.to_tuple()
 
     def decode_answers(self, logits: Tensor) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,10 +23,11 @@ from .outputs import MmzooOutput
 
 
 # -- checkpoints of the old 0-d scalar shape --------------------------------------------------------------------
-# Learnable scalars of objectives are (1,) parameters (FSDP / ZeRO refuse 0-d ones); these keys held 0-d tensors in
-# checkpoints written by mmzoo before, and from_pretrained reshapes them on load.
-LEGACY_SCALAR_KEYS = ("objectives.contrastive.logit_scale", "objectives.sigmoid.logit_scale",
-                      "objectives.sigmoid.logit_bias")
+# Learnable scalars of objectives are (1,) parameters (FSDP / ZeRO refuse 0-d ones); checkpoints written by mmzoo
+# before held them as 0-d tensors (e.g. objectives.contrastive.logit_scale), and from_pretrained reshapes them on
+# load. The converter covers every key under ``objectives.`` (each model has that prefix, whichever objectives it
+# has, which transformers' reverse-mapping check asks of a registered conversion); it changes 0-d tensors only.
+LEGACY_SCALAR_PREFIX = "objectives"
 
 
 class ScalarToVector(ConversionOps):
@@ -44,7 +47,8 @@ class ScalarToVector(ConversionOps):
 def _register_legacy_scalar_conversion() -> None:
     for model_type in ("mmzoo", "mmzoo_siglip"):
         register_checkpoint_conversion_mapping(
-            model_type, [WeightConverter(key, key, operations=[ScalarToVector()]) for key in LEGACY_SCALAR_KEYS],
+            model_type,
+            [WeightConverter(LEGACY_SCALAR_PREFIX, LEGACY_SCALAR_PREFIX, operations=[ScalarToVector()])],
             overwrite=True,
         )
 
@@ -62,7 +66,9 @@ class MmzooPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     # checkpoints written before towers were built without unused poolers hold pooler weights: drop them silently
-    _keys_to_ignore_on_load_unexpected = [r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\."]
+    _keys_to_ignore_on_load_unexpected = [
+        r"(text|vision)_tower\.model\.pooler\.", r"fusion\.teachers\.\w+\.model\.pooler\.",
+    ]
 
     def set_attn_implementation(self, attn_implementation, *args, **kwargs):
         super().set_attn_implementation(attn_implementation, *args, **kwargs)
@@ -120,6 +126,17 @@ def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelD
     )
 
 
+def objective_scalars(tag: str, extras: dict) -> dict[str, Tensor]:
+    """The scalar tensors of an objective's extras, detached, keyed ``<tag>/<name>`` (``itm_accuracy`` of ``itm``
+    becomes ``itm/accuracy``)."""
+    out = {}
+    for name, value in extras.items():
+        if isinstance(value, Tensor) and value.numel() == 1:
+            short = name[len(tag) + 1:] if name.startswith(f"{tag}_") else name
+            out[f"{tag}/{short}"] = value.detach().reshape(())
+    return out
+
+
 class MmzooModel(MmzooPreTrainedModel):
     """A multimodal model assembled from its spec (``config.spec``).
 
@@ -156,33 +173,46 @@ class MmzooModel(MmzooPreTrainedModel):
         self._no_split_modules = no_split_modules(self)
         self.post_init()
         self._sync_attn_implementation()
-        self._freeze(spec)
+        self._inject_adapters(spec)  # after post_init: LoRA's own initialisation (B = 0) must survive
+        self.apply_trainability(spec)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's freezing
-        loaded = super().from_pretrained(*args, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *args, **kwargs):
+        from ..adapters import is_adapter_folder, load_adapters
+
+        if pretrained_model_name_or_path is not None and is_adapter_folder(pretrained_model_name_or_path):
+            return load_adapters(pretrained_model_name_or_path, model_class=cls)  # base + adapter weights
+        # transformers re-creates parameters with requires_grad=True while loading: re-apply the spec's trainability
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
-        model._freeze(model.config.model_spec())
+        model.apply_trainability()
         return loaded
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        from .heads import save_captioning_extras  # heads import this module
+
+        if kwargs.get("is_main_process", True):
+            save_captioning_extras(self, save_directory)
+
     # -- construction helpers -------------------------------------------------------------------------------
-    def _freeze(self, spec) -> None:
+    def _inject_adapters(self, spec) -> None:
+        from ..adapters import inject_lora
+
         for i, enc in enumerate(spec.encoders):
-            tower = self.text_tower if enc.modality == "text" else self.vision_tower
-            if enc.freeze is True:
-                tower.model.requires_grad_(False)
-                continue
-            for pattern in enc.freeze or []:
-                hits = [p for n, p in tower.model.named_parameters() if fnmatch.fnmatch(n, pattern)]
-                if not hits:
-                    names = [n for n, _ in tower.model.named_parameters()][:5]
-                    raise SpecError(
-                        f"encoders.{i}.freeze: pattern {pattern!r} matches no parameter of the {enc.modality} tower "
-                        f"(names look like {names}); fix the pattern (fnmatch syntax, e.g. 'embeddings.*')"
-                    )
-                for p in hits:
-                    p.requires_grad_(False)
+            if enc.peft is not None:
+                inject_lora(self.text_tower.model if enc.modality == "text" else self.vision_tower.model, enc,
+                            f"encoders.{i}")
+
+    # -- trainability -------------------------------------------------------------------------------------------
+    def apply_trainability(self, spec=None) -> None:
+        """Set which parameters train, from the spec: the one owner of ``requires_grad``, run on both construction
+        paths (``__init__`` and ``from_pretrained``). Runs every step of ``TRAINABILITY_STEPS`` in order: the
+        towers' ``freeze`` patterns, then each fusion's / objective's own rules (a fixed temperature, frozen
+        teachers); a LoRA tower (``peft:``) trains only its adapters."""
+        spec = spec or self.config.model_spec()
+        for step in TRAINABILITY_STEPS:
+            step(self, spec)
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -289,18 +319,99 @@ class MmzooModel(MmzooPreTrainedModel):
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
         fields["logits_per_text"] = fields["logits_per_image"].t()
         if return_loss:
-            terms, loss = {}, 0.0
+            terms, loss, scalars = {}, 0.0, {}
             for tag, objective in self.objectives.items():
                 result = objective(ctx)
                 terms[tag] = result.loss
+                scalars.update(objective_scalars(tag, result.extras))
                 loss = loss + self._weights[tag] * result.loss
                 if result.logits_per_image is not None and objective.spec.scores_pairs:
                     # under DDP the objective's logits span the global batch
                     fields.update(logits_per_image=result.logits_per_image, logits_per_text=result.logits_per_text)
-            fields.update(loss=loss, loss_terms=terms)
+            fields.update(loss=loss, loss_terms=terms, objective_metrics=scalars)
         if self.fusion.pair_dim or self.fusion.text_token_dim:
             fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
         return fields
+
+    # -- image-text matching ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_pairs(self, input_ids: Tensor, pixel_values: Tensor, attention_mask: Tensor | None = None,
+                    token_type_ids: Tensor | None = None, pairs: Tensor | None = None,
+                    batch_size: int = 256) -> Tensor:
+        r"""Match probabilities P(image and text describe each other) from the ``itm`` head on the fused pairs.
+
+        input_ids / attention_mask / token_type_ids (`(n_texts, seq_len)`): tokenized texts.
+        pixel_values (`(n_images, 3, H, W)`): processed images.
+        pairs (`(N, 2)` long, optional): rows ``(image index, text index)``; then the result is `(N,)`, one
+            probability per row. Without it every image is scored with every text: `(n_images, n_texts)`.
+        batch_size: fused pairs per forward pass.
+
+        Needs a fusion that provides pair embeddings and a trained ``itm`` objective (e.g. mm-vilbert-tiny).
+        """
+        itm = self.objectives["itm"] if "itm" in self.objectives else None
+        if itm is None or not hasattr(itm, "match_logits"):
+            raise SpecError(
+                f"score_pairs: model {self.config.model_spec().name!r} has no `itm` objective (objectives: "
+                f"{list(self.objectives)}); train a fusion that provides pair_embedding with `- type: itm`"
+            )
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        image = self.encode_image(pixel_values)
+        n_images, n_texts = image.tokens.shape[0], text.tokens.shape[0]
+        device = image.tokens.device
+        if pairs is None:
+            grid = torch.cartesian_prod(torch.arange(n_images, device=device), torch.arange(n_texts, device=device))
+        else:
+            grid = torch.as_tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2)
+            if len(grid) and ((grid[:, 0] >= n_images).any() or (grid[:, 1] >= n_texts).any() or (grid < 0).any()):
+                raise ValueError(
+                    f"score_pairs: pairs hold indices outside {n_images} images x {n_texts} texts; each row is "
+                    "(image index, text index)"
+                )
+        scores = [itm.match_logits(self, text, image, chunk[:, 1], chunk[:, 0]).float().softmax(-1)[:, 1]
+                  for chunk in grid.split(batch_size)]
+        scores = torch.cat(scores) if scores else torch.zeros(0, device=device)
+        return scores if pairs is not None else scores.view(n_images, n_texts)
+
+
+def freeze_towers(model: MmzooModel, spec) -> None:
+    """``encoders.<i>.freeze``: true freezes the whole tower, a list freezes the parameters matching its patterns."""
+    for i, enc in enumerate(spec.encoders):
+        tower = model.text_tower if enc.modality == "text" else model.vision_tower
+        if enc.peft is not None:
+            continue  # a LoRA tower's own weights are frozen by adapter_trainability
+        if enc.freeze is True:
+            tower.model.requires_grad_(False)
+            continue
+        for pattern in enc.freeze or []:
+            hits = [p for n, p in tower.model.named_parameters() if fnmatch.fnmatch(n, pattern)]
+            if not hits:
+                names = [n for n, _ in tower.model.named_parameters()][:5]
+                raise SpecError(
+                    f"encoders.{i}.freeze: pattern {pattern!r} matches no parameter of the {enc.modality} tower "
+                    f"(names look like {names}); fix the pattern (fnmatch syntax, e.g. 'embeddings.*')"
+                )
+            for p in hits:
+                p.requires_grad_(False)
+
+
+def component_trainability(model: MmzooModel, spec) -> None:
+    """Each fusion and objective applies its own spec's rules (``apply_trainability()``)."""
+    for component in (model.fusion, *model.objectives.values()):
+        component.apply_trainability()
+
+
+def adapter_trainability(model: MmzooModel, spec) -> None:
+    """``encoders.<i>.peft``: a LoRA tower trains only its adapters (see :mod:`mmzoo.adapters`)."""
+    for enc in spec.encoders:
+        if enc.peft is not None:
+            from ..adapters import set_lora_trainability
+
+            set_lora_trainability((model.text_tower if enc.modality == "text" else model.vision_tower).model, enc)
+
+
+# (model, spec) -> None steps of MmzooModel.apply_trainability, in order
+TRAINABILITY_STEPS: list[Callable[[MmzooModel, Any], None]] = [freeze_towers, adapter_trainability,
+                                                                component_trainability]
 
 
 def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:

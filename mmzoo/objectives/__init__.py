@@ -1,14 +1,8 @@
 """Objective modules, one per spec `type`. Importing this package registers every built-in objective."""
 
-import importlib
-
 from .base import OBJECTIVES, Objective, ObjectiveContext, ObjectiveOutput
 
-for _name in ("contrastive", "itm", "mlm", "captioning", "distillation", "adversarial"):
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"{__name__}.{_name}":
-            raise
+# every built-in module registers its builders on import; an import error is a packaging error and surfaces
+from . import contrastive, itm, mlm, captioning, distillation, adversarial  # noqa: F401,E402
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveContext", "ObjectiveOutput"]

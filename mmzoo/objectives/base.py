@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from .._registry import Registry
+from ..specs.objectives import OBJECTIVE_COMPONENTS
 from ..fusion.base import FusionOutput, ModelDims
 
 if TYPE_CHECKING:
     from ..encoders.tower import TowerOutput
 
 # tag -> Objective subclass, constructed as cls(spec, dims, fusion)
-OBJECTIVES: Registry[type[Objective]] = Registry("objective module")
+# the builder side of the one objective registry (its spec side is mmzoo.specs.OBJECTIVE_SPECS)
+OBJECTIVES = OBJECTIVE_COMPONENTS.builders
 
 
 @dataclass
@@ -59,6 +60,10 @@ class Objective(nn.Module):
     def pair_logits(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor | None:
         """(B_img, B_txt) logits from L2-normalised embeddings, or None if this objective does not score pairs."""
         return None
+
+    def apply_trainability(self) -> None:
+        """Set ``requires_grad`` of this objective's parameters from its spec (called by the model's
+        ``apply_trainability`` on construction and after loading). Default: everything trains."""
 
     def _reset_mmzoo_parameters(self) -> None:
         """Re-initialise parameters that are not Linear/Embedding/LayerNorm (called by the model's init)."""

@@ -48,11 +48,14 @@ class ContrastiveObjective(ScalarParameters):
 
     def __init__(self, spec, dims, fusion) -> None:
         super().__init__(spec, dims, fusion)
-        self.logit_scale = scalar_parameter(requires_grad=spec.learnable_temperature)
+        self.logit_scale = scalar_parameter()
         self._reset_mmzoo_parameters()
 
     def _reset_mmzoo_parameters(self) -> None:
         init.constant_(self.logit_scale, math.log(1.0 / self.spec.init_temperature))
+
+    def apply_trainability(self) -> None:
+        self.logit_scale.requires_grad_(self.spec.learnable_temperature)
 
     def scale(self) -> Tensor:
         """exp(logit_scale) clamped to ``max_logit_scale``, a 0-d tensor."""

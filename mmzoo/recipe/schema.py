@@ -119,7 +119,11 @@ class TrainingSpec(SpecBase):
     warmup_steps: float = Field(0, ge=0, description="int: steps; float in [0, 1): fraction of the run")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 disables it")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast when the hardware has fast bf16 and a short calibration on the "
+        "model shows it faster, else fp32 (TF32 on GPUs); see mmzoo.train.precision"
+    )
+    compile: bool = Field(False, description="torch.compile the model (TrainingArguments.torch_compile)")
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
     seed: int = Field(0, description="model init, data order and caption choice")
@@ -127,9 +131,16 @@ class TrainingSpec(SpecBase):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps; default only at the end")
     save_steps: int | None = Field(500, ge=1, description="checkpoint every N steps; null: no checkpoints")
     save_total_limit: int | None = Field(None, ge=1)
+    save_adapters: bool = Field(
+        False, description="also write <output_dir>/adapters: the LoRA adapters and every weight not loaded from a "
+                           "pretrained source (mmzoo.save_adapters); load it with AutoModel.from_pretrained"
+    )
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="trackers (tensorboard, wandb...)")
     resume: bool | str = Field(False, description="true: latest checkpoint in output_dir; or a checkpoint path")
     dataloader_num_workers: int = Field(0, ge=0)
+    drop_last: bool = Field(
+        False, description="drop each epoch's last incomplete batch instead of padding it with recycled samples"
+    )
     cpu_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads on CPU (torch.set_num_threads); default: torch's choice"
     )

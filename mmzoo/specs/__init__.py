@@ -8,6 +8,7 @@ from .base import SPEC_VERSION, SpecBase, format_validation_error
 from .encoders import BUILTIN_TOKENIZER, EncoderSpec, ProjectionSpec
 from .fusion import FUSION_SPECS, FusionSpecBase, TeacherSpec
 from .objectives import OBJECTIVE_SPECS, ObjectiveSpecBase
+from .peft import LoraSpec
 
 
 def _load_plugins() -> None:
@@ -34,6 +35,7 @@ __all__ = [
     "FUSION_SPECS",
     "FusionSpec",
     "FusionSpecBase",
+    "LoraSpec",
     "ModelSpec",
     "OBJECTIVE_SPECS",
     "ObjectiveSpec",

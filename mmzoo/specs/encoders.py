@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import SpecBase
+from .peft import LoraSpec
 
 Modality = Literal["text", "image", "audio"]
 Pooling = Literal["cls", "mean", "max", "eos", "pooler", "attention"]
@@ -31,6 +32,7 @@ class EncoderSpec(SpecBase):
     pretrained: bool = Field(False, description="load the tower's weights from `model`")
     pooling: Pooling = "cls"
     freeze: bool | list[str] = Field(False, description="true, or fnmatch patterns of parameter names to freeze")
+    peft: LoraSpec | None = Field(None, description="LoRA adapters on the tower (its own weights then stay frozen)")
     projection: ProjectionSpec = ProjectionSpec()
     tokenizer: str | None = Field(None, description="text only: tokenizer id/path; defaults to `model`")
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -59,6 +61,11 @@ class EncoderSpec(SpecBase):
             )
         if self.modality != "text" and self.tokenizer is not None:
             raise ValueError(f"`tokenizer` applies to text encoders only (this one is {self.modality}); remove it")
+        if self.peft is not None and isinstance(self.freeze, list):
+            raise ValueError(
+                f"peft (LoRA) already freezes every weight of the {self.modality} tower and trains only the adapters; "
+                f"freeze patterns {self.freeze} have no effect there: remove freeze (or the peft block)"
+            )
         if self.modality == "image" and self.pooling == "eos":
             raise ValueError("pooling `eos` means the last text token; for image towers use cls, mean, max, pooler or attention")
         return self

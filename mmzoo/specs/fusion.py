@@ -14,11 +14,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from .._registry import Registry
+from .._registry import ComponentRegistry
 from .base import SpecBase
 from .encoders import Pooling
 
-FUSION_SPECS: Registry[type[FusionSpecBase]] = Registry("fusion type")
+# one entry per fusion tag: spec class (+ its declared capabilities) and, once mmzoo.fusion is imported, builder
+FUSION_COMPONENTS = ComponentRegistry("fusion")
+FUSION_SPECS = FUSION_COMPONENTS.specs
 
 
 class FusionSpecBase(SpecBase):

@@ -11,18 +11,26 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._registry import Registry
+from .._registry import ComponentRegistry
 from .base import SpecBase
 
-OBJECTIVE_SPECS: Registry[type[ObjectiveSpecBase]] = Registry("objective type")
+# one entry per objective tag: spec class (+ its declared capabilities) and, once mmzoo.objectives is imported,
+# builder
+OBJECTIVE_COMPONENTS = ComponentRegistry("objective")
+OBJECTIVE_SPECS = OBJECTIVE_COMPONENTS.specs
 
 
 class ObjectiveSpecBase(SpecBase):
     type: str
     weight: float = Field(1.0, gt=0, description="multiplier of this term in the total loss")
-    requires: ClassVar[frozenset[str]] = frozenset()
+    # capabilities, declared once here and read everywhere else (never re-encoded as tag literals):
+    requires: ClassVar[frozenset[str]] = frozenset()  # fusion capabilities the objective needs
     # an objective with similarity logits can serve retrieval and zero-shot classification
     scores_pairs: ClassVar[bool] = False
+    # how its pair logits become probabilities: "softmax" over candidates or independent "sigmoid" scores
+    pair_scores: ClassVar[str | None] = None
+    # its loss reads only the two towers' projected embeddings (so gradient caching can chunk the batch)
+    embeddings_only: ClassVar[bool] = False
 
 
 @OBJECTIVE_SPECS.register("contrastive")
@@ -36,6 +44,8 @@ class ContrastiveSpec(ObjectiveSpecBase):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     gather: bool = Field(True, description="use negatives from every process under DDP/FSDP")
     scores_pairs: ClassVar[bool] = True
+    pair_scores: ClassVar[str | None] = "softmax"
+    embeddings_only: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("sigmoid")
@@ -51,6 +61,8 @@ class SigmoidSpec(ObjectiveSpecBase):
         "exchange: one (n, n) block at a time, the same loss and gradients, less memory)"
     )
     scores_pairs: ClassVar[bool] = True
+    pair_scores: ClassVar[str | None] = "sigmoid"
+    embeddings_only: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("itm")

@@ -38,13 +38,22 @@ def check_trackers(report_to) -> None:
                               f"installed; {install}, or remove {tracker!r} from report_to")
 
 
-def training_arguments(recipe, output_dir: str | Path | None = None, **extra: Any):
-    """``TrainingArguments`` for ``recipe`` (``extra`` overrides individual fields, e.g. in tests)."""
+def training_arguments(recipe, output_dir: str | Path | None = None, *, precision: str | None = None, **extra: Any):
+    """``TrainingArguments`` for ``recipe`` (``extra`` overrides individual fields, e.g. in tests).
+
+    ``precision``: the resolved ``training.precision`` (``mmzoo.train.precision.choose_precision``; the run
+    resolves ``auto`` on the model before calling this); ``auto`` left unresolved means fp32. fp32 on a GPU
+    enables TF32 matmuls.
+    """
     import torch
     from transformers import TrainingArguments
+    from transformers.utils import is_torch_tf32_available
 
     t = recipe.training
-    if t.precision == "fp16" and not torch.cuda.is_available():
+    precision = precision or t.precision
+    if precision == "auto":
+        precision = "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
         raise RecipeError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for key in t.trainer_args:
@@ -69,8 +78,10 @@ def training_arguments(recipe, output_dir: str | Path | None = None, **extra: An
         "warmup_steps": t.warmup_steps if t.warmup_steps < 1 else int(t.warmup_steps),
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
-        "bf16": t.precision == "bf16",
-        "fp16": t.precision == "fp16",
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "tf32": True if precision == "fp32" and torch.cuda.is_available() and is_torch_tf32_available() else None,
+        "torch_compile": t.compile,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
         "activation_checkpointing": t.gradient_checkpointing,
         "seed": t.seed,
@@ -83,6 +94,7 @@ def training_arguments(recipe, output_dir: str | Path | None = None, **extra: An
         "save_total_limit": t.save_total_limit,
         "report_to": list(t.report_to),
         "dataloader_num_workers": t.dataloader_num_workers,
+        "dataloader_drop_last": t.drop_last,
         "remove_unused_columns": False,
         "prediction_loss_only": True,
         "ddp_backend": "gloo" if cpu and multi_process else None,

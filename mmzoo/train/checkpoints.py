@@ -52,6 +52,7 @@ OWN_FILES = (
     "training_args.bin", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
     "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
     "merges.txt", "chat_template.jinja", "recipe.yaml", "training_log.jsonl", "eval_results.json", RUN_STATUS,
+    "precision.json",  # mmzoo.train.precision.PRECISION_FILE
 )
 OWN_PATTERNS = (re.compile(r"^model-\d+-of-\d+\.safetensors$"),)
 

@@ -22,6 +22,10 @@ logger = get_logger(__name__)
 PAIR_COLUMNS = ("image", "captions")
 
 
+class EmptyStreamError(RecipeError):
+    """A streamed training source gave a rank no row in a whole pass (wrong split, too few rows, all bad)."""
+
+
 def pick_caption(num_captions: int, seed: int, epoch: int, index: int) -> int:
     """Index of the caption used for sample ``index`` in ``epoch`` (stable across runs and processes)."""
     digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
@@ -194,7 +198,7 @@ class RankStream(torch.utils.data.IterableDataset):
             if rows == 0:
                 if torch.utils.data.get_worker_info() is not None:
                     return  # a DataLoader worker without a shard of its own; the others carry on
-                raise RecipeError(
+                raise EmptyStreamError(
                     f"data.train: the stream gave rank {self.rank} of {self.world_size} no rows; check the source "
                     "(split, max_samples) or use fewer processes than the source has rows"
                 )

@@ -18,6 +18,8 @@ class DryRunReport:
         image_size / seq_len: the synthetic sample's size (text padded to the maximum length: a worst case).
         global_batch / max_steps: to scale the estimate to the whole run (``max_steps`` may be ``None``);
             ``global_batch`` = per-device batch x accumulation steps x ``world_size`` processes.
+        data_checks: one line per file-based data source: read, and its first rows decoded (see
+            :func:`check_data`).
     """
 
     recipe_yaml: str
@@ -51,6 +53,7 @@ class DryRunReport:
             run = self.train_flops_per_sample * self.global_batch * self.max_steps
             lines.append(f"whole run: ~{_si(run)} ({self.max_steps:,} steps x global batch {self.global_batch} "
                          f"over {self.world_size} process{'es' if self.world_size > 1 else ''})")
+        lines += self.data_checks
         return "\n".join(lines)
 
 
@@ -70,8 +73,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
 
     spec = resolve_model_spec(recipe)
     check_image_size(recipe, spec)
-    data_checks = [check_data_source(recipe, role) for role in ("train", "eval")
-                   if getattr(recipe.data, role) is not None]
+    data_checks = check_data(recipe)
     vqa = recipe.model.head == "vqa"
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
@@ -99,6 +101,11 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
 
 
 CHECKED_ROWS = 2
+
+
+def check_data(recipe) -> list[str]:
+    """:func:`check_data_source` of each data source the recipe names."""
+    return [check_data_source(recipe, role) for role in ("train", "eval") if getattr(recipe.data, role) is not None]
 
 
 def check_data_source(recipe, role: str) -> str:

@@ -17,11 +17,13 @@ from torch import Tensor
 from ..encoders.tower import TowerOutput
 from ..losses.grad_cache import grad_cache_step
 from ..objectives import ObjectiveContext
+from ..specs import OBJECTIVE_SPECS
 
 __all__ = ["GRAD_CACHE_OBJECTIVES", "check_grad_cache_model", "grad_cache_model_step"]
 
 # objectives whose loss depends on the batch only through the two projected embeddings
-GRAD_CACHE_OBJECTIVES = frozenset({"contrastive", "sigmoid"})
+# objectives whose loss reads only the two embeddings (declared on their spec classes)
+GRAD_CACHE_OBJECTIVES = frozenset(tag for tag, cls in OBJECTIVE_SPECS.items() if cls.embeddings_only)
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 

@@ -44,6 +44,7 @@ RUN_FILES = ("config.json", "model.safetensors", "recipe.yaml", TRAINING_LOG, "e
 
 Evaluate = Callable[..., dict[str, Any]]  # run_evaluation(model, processor, tasks, dataset, output_dir, *, ...)
 Publish = Callable[..., Any]  # publish(folder, hub_spec, *, revision=..., commit_message=...)
+Illustrate = Callable[..., list]  # write_pictures(out, log_history, model, processor, eval_data) -> paths
 
 
 @dataclass
@@ -59,7 +60,8 @@ class TrainResult:
 
 def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | None = None,
           progress: bool | None = None, callbacks: tuple = (), evaluate: Evaluate | None = None,
-          publish: Publish | None = None, **trainer_args: Any) -> TrainResult:
+          publish: Publish | None = None, illustrate: Illustrate | None = None,
+          **trainer_args: Any) -> TrainResult:
     """Train ``recipe`` (a :class:`~mmzoo.recipe.RecipeSpec`, e.g. from :func:`~mmzoo.recipe.load_recipe`).
 
     Args:
@@ -73,6 +75,8 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
             :func:`mmzoo.eval.run_evaluation`; default that function.
         publish: ``publish(folder, hub_spec, revision=None, commit_message=None)`` uploads a run or
             checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.push_run`.
+        illustrate: writes the run's pictures into the run folder and returns their paths, with the signature
+            of :func:`mmzoo.hub.pictures.write_pictures`; default that function.
         **trainer_args: ``TrainingArguments`` fields that override the recipe (tests, notebooks).
 
     Returns:
@@ -92,7 +96,8 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
         if int(os.environ.get("RANK", "0")) == 0:
             write_run_status(out, "running")
         services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
-                    publish or (standard_publish if recipe.hub.repo_id else None))
+                    publish or (standard_publish if recipe.hub.repo_id else None),
+                    illustrate or standard_illustrate())
         with cpu_threads(recipe.training.cpu_threads):
             return _train(recipe, spec, out, checkpoint, progress, callbacks, trainer_args, services)
 
@@ -101,6 +106,12 @@ def standard_evaluate() -> Evaluate:
     from ..eval import run_evaluation
 
     return run_evaluation
+
+
+def standard_illustrate() -> Illustrate:
+    from ..hub.pictures import write_pictures
+
+    return write_pictures
 
 
 def standard_publish(folder: Path, hub, *, revision: str | None = None, commit_message: str | None = None,
@@ -122,11 +133,11 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     from transformers import set_seed
 
     from ..builder import build_processor
-    from .data import load_run_data
+    from .data import EmptyStreamError, load_run_data
     from .model import build_run_model
     from .trainer import MmzooTrainer, plan_batches
 
-    evaluate, publish = services
+    evaluate, publish, illustrate = services
     started = time.monotonic()
     seed = recipe.training.seed
     set_seed(seed)
@@ -143,7 +154,9 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
     if plan.note:
         logger.info(plan.note)
-    args = training_arguments(recipe, out, disable_tqdm=not show, **{**plan.trainer_args(), **trainer_args})
+    precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
+    args = training_arguments(recipe, out, disable_tqdm=not show, precision=precision,
+                              **{**plan.trainer_args(), **trainer_args})
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -165,11 +178,15 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     trainer.mmzoo_resumed_from = str(checkpoint) if checkpoint else None
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except EmptyStreamError:  # (a ValueError too: caught first)
+        if "train" not in current_skips(data):
+            raise
+        raise no_training_data(current_skips(data)) from None  # every row of the stream was bad
     except ValueError as err:  # accelerate, when a streamed source yields no row at all
         if "does not contain any data" not in str(err):
             raise
         raise no_training_data(current_skips(data)) from None
-    return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish)
+    return finalize_run(trainer, recipe, spec, out, data, eval_ds, output.training_loss, publish, illustrate)
 
 
 def check_not_all_bad(recipe, data) -> None:
@@ -195,6 +212,26 @@ def current_skips(data) -> dict[str, dict[str, Any]]:
         if report is not None and report.skipped:
             skipped[role] = {"skipped": report.skipped, "examples": list(report.examples), "source": report.source}
     return skipped
+
+
+def resolve_run_precision(recipe, model, train_ds, collator, out: Path, resuming: bool = False) -> str:
+    """``training.precision`` resolved (``auto`` calibrates on one training batch), printed and written to
+    ``<out>/precision.json`` (see mmzoo.train.precision). A resumed run keeps the choice it made first."""
+    from .precision import calibration_batch, choose_precision, read_choice, write_choice
+
+    requested = recipe.training.precision
+    previous = read_choice(out) if resuming and requested == "auto" else None
+    if previous is not None:
+        print(f"[mmzoo] precision: auto -> {previous.precision} (kept from the run being resumed)", flush=True)
+        return previous.precision
+    batch = None
+    if requested == "auto":
+        batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
+    choice = choose_precision(requested, model, batch)
+    if os.environ.get("RANK", "0") == "0":
+        write_choice(choice, out)
+        print(f"[mmzoo] {choice.summary()}", flush=True)
+    return choice.precision
 
 
 def training_views(recipe, data, processor):
@@ -239,7 +276,7 @@ def no_training_data(skipped: dict):
 
 
 def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: float | None,
-                 publish: Publish | None = None) -> TrainResult:
+                 publish: Publish | None = None, illustrate: Illustrate | None = None) -> TrainResult:
     """Final evaluation and the run folder's files (model, processor, recipe, log, results), each replaced
     atomically, then ``mmzoo_run.json`` set to complete (last); hub push."""
     skipped = current_skips(data)
@@ -257,6 +294,11 @@ def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: fl
     else:
         metrics = trainer.run_evaluation_hook()
     files = save_final_model(trainer, out)  # config.json, model.safetensors, processor: staged, then moved
+    if recipe.training.save_adapters and trainer.is_world_process_zero():
+        from ..adapters import save_adapters
+
+        save_adapters(trainer.model, out / "adapters", trainer.processing_class)
+        files.append("adapters")
     results: dict[str, Any] = {"results": []}
     if trainer.is_world_process_zero():
         results = {**(trainer.last_evaluation or {}), "trainer_metrics": metrics, "bad_samples": skipped}
@@ -265,7 +307,7 @@ def finalize_run(trainer, recipe, spec, out: Path, data, eval_ds, train_loss: fl
         fault_point("final:results")
         atomic_write_text(out / "recipe.yaml", resolved_recipe_yaml(recipe, spec, out))
         atomic_write_text(out / TRAINING_LOG, jsonl(trainer.state.log_history))
-        card_files = write_card_material(trainer, recipe, out)
+        card_files = write_card_material(trainer, recipe, out, illustrate)
         fault_point("final:before-status")
         write_run_status(out, "complete", trainer.state.global_step,
                          [*files, "eval_results.json", "recipe.yaml", TRAINING_LOG, *card_files])
@@ -293,10 +335,9 @@ def resumed_step(checkpoint: Path) -> int | str:
         return checkpoint.name.rpartition("-")[2]
 
 
-def write_card_material(trainer, recipe, out: Path) -> list[str]:
+def write_card_material(trainer, recipe, out: Path, illustrate: Illustrate | None = None) -> list[str]:
     """``run_info.json`` (wall time, hardware, samples, final losses), the captioning head's
     ``generation_config.json`` and the run's pictures (with matplotlib); returns the file names written."""
-    from ..hub.pictures import write_pictures  # the run's pictures (as standard_publish: imported when the run ends)
     from .run_info import run_info, write_run_info
 
     started = getattr(trainer, "mmzoo_run_started", None)
@@ -309,7 +350,8 @@ def write_card_material(trainer, recipe, out: Path) -> list[str]:
 
         caption_generation_config(model.config).save_pretrained(out)
         written.append("generation_config.json")
-    written += [p.name for p in write_pictures(out, trainer.state.log_history, model, trainer.processing_class,
+    if illustrate is not None:
+        written += [p.name for p in illustrate(out, trainer.state.log_history, model, trainer.processing_class,
                                                getattr(trainer, "mmzoo_eval_data", None))]
     return written
 
@@ -387,8 +429,8 @@ def _prepare_fresh_run_dir(out: Path, overwrite: bool) -> None:
     """A fresh run needs a folder without a previous run; ``overwrite`` removes what mmzoo wrote there (its
     files and ``checkpoint-N`` folders), never anything else."""
     previous = owned_paths(out)
-    if not previous:
-        return
+    if not [p for p in previous if p.name != RUN_STATUS]:
+        return  # at most the status of a run that failed before writing anything: start over
     if not overwrite:
         raise RecipeError(
             f"{out} already holds a run ({previous[0].name}...); pass --resume to continue it, "

@@ -28,8 +28,8 @@ def test_bench_table(bench, monkeypatch, capsys):
     argv = ["--sizes", "300", "700", "--dim", "16", "--chunk-size", "64", "--full-mem-cap-gib", "0.004"]
     monkeypatch.setattr(sys, "argv", ["retrieval_eval.py", *argv])
     bench.main()
-    rows = {line.split("|")[0].strip(): line for line in capsys.readouterr().out.splitlines() if "|" in line}
-    assert rows["300"].rstrip().endswith("yes")
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if "|" in line}
+    assert rows["300"].rstrip().endswith("yes |")
     assert "skipped: full matrix est. 0.0 GiB > cap 0.004 GiB" in rows["700"]
 
 

@@ -62,8 +62,11 @@ def test_bundle_has_no_mmzoo_import_left(bundle, tmp_path):
 @pytest.mark.parametrize("package", ["fusion", "objectives"])
 def test_registry_loops_become_explicit_imports(bundle, package):
     source = (Path(mmzoo.__file__).parent / package / "__init__.py").read_text()
-    loop = next(n for n in ast.parse(source).body if isinstance(n, ast.For))
-    names = [e.value for e in loop.iter.elts]
+    # the registering submodules, imported explicitly (`from . import a, b`) or by an importlib loop
+    body = ast.parse(source).body
+    names = [a.name for n in body if isinstance(n, ast.ImportFrom) and n.level == 1 and not n.module for a in n.names]
+    names += [e.value for n in body if isinstance(n, ast.For) for e in n.iter.elts]
+    assert names
     present = [n for n in names if (Path(mmzoo.__file__).parent / package / f"{n}.py").is_file()]
     flat = bundle.files[f"mmzoo_{package}.py"]
     assert "import_module(" not in flat

@@ -143,7 +143,7 @@ def test_model_sources(recipe_file, tmp_path):
     ("training.trainer_args.learning_rate=1", r"trainer_args.learning_rate: set by the recipe itself; use "
                                                r"`training.learning_rate`"),
     ("training.trainer_args.hub_token=x", r"trainer_args.hub_token: .*never in a recipe"),
-    ("training.precision=fp8", r"training.precision: Input should be 'fp32', 'bf16' or 'fp16'"),
+    ("training.precision=fp8", r"training.precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
     ("training.warmup_steps=1.5", "neither a step count"),
     ("data.eval.split=train", "eval reads the same data as train"),
     ("evaluation=[{task: retrieve}]", r"evaluation.0.task: Input should be 'retrieval'"),

@@ -239,3 +239,27 @@ def test_push_refuses(tmp_path, capsys, finished, hub_server, case, damage, args
 def test_push_of_a_missing_folder(capsys, tmp_path):
     code, err = _run_cli(capsys, ["push", str(tmp_path / "nope"), "--repo-id=me/x"])
     assert code == 2 and "no such folder" in err
+
+
+# -- the library itself (no CLI in between) never puts a secret or a huge value in an exception -------------
+LIBRARY = [
+    ("token-value", recipe_text().replace("max_steps: 1,", f"max_steps: 1, seed: {TOKEN},"), "training.seed"),
+    ("secret-key", recipe_text(train_extra="password: hunter2-secret-value"), "data.train.password"),
+    ("huge-string", recipe_text().replace("max_steps: 1,", "max_steps: " + "9" * 50_000 + "x,"), "training.max_steps"),
+    ("huge-aliased-list", _bomb(4) + recipe_text().replace("max_steps: 1,", "max_steps: *a3,"),
+     "training.max_steps"),
+]
+
+
+@pytest.mark.parametrize("case,content,key", LIBRARY, ids=[c[0] for c in LIBRARY])
+def test_validation_errors_are_redacted_and_bounded(tmp_path, case, content, key):
+    from mmzoo.errors import RecipeError
+    from mmzoo.recipe import load_recipe
+
+    _write(tmp_path / "recipe.yaml", content)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tmp_path / "recipe.yaml")
+    message = str(info.value)
+    assert key in message
+    assert TOKEN not in message and "hunter2" not in message
+    assert len(message) < 2000 and max(map(len, message.splitlines())) < 600, message[:3000]

@@ -91,3 +91,17 @@ def test_two_process_resume_reproduces_the_uninterrupted_curve(tmp_path):
     for step in (6, 7):
         assert got[step]["loss"] == pytest.approx(expected[step]["loss"], rel=1e-5), step
         assert got[step]["grad_norm"] == pytest.approx(expected[step]["grad_norm"], rel=1e-4), step
+
+
+@pytest.mark.slow
+def test_ddp_with_gradient_checkpointing_trains(tmp_path):
+    """Towers without unused poolers: DDP (find_unused_parameters off under checkpointing) gets a gradient for
+    every parameter at every step, and the losses are those of the run without checkpointing."""
+    settings = [*NO_DROPOUT, "training.max_steps=3", "training.per_device_train_batch_size=4"]
+    plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
+    _torchrun("clip-coco.yaml", [*settings, f"training.output_dir={plain}"])
+    _torchrun("clip-coco.yaml", [*settings, "training.gradient_checkpointing=true",
+                                 f"training.output_dir={checkpointed}"])
+    expected = [e["loss"] for e in read_log(plain) if "loss" in e]
+    got = [e["loss"] for e in read_log(checkpointed) if "loss" in e]
+    assert len(got) == 3 and got == pytest.approx(expected, rel=1e-5)

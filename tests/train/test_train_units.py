@@ -62,6 +62,8 @@ def test_training_arguments_mapping(tiny_recipe, tmp_path):
     assert args.eval_strategy == "steps" and args.eval_steps == 2
     assert args.optim == "adamw_torch" and args.gradient_accumulation_steps == 2
     assert args.remove_unused_columns is False and args.prediction_loss_only
+    assert args.dataloader_drop_last is False
+    assert training_arguments(tiny_recipe("training.drop_last=true"), tmp_path).dataloader_drop_last
     no_eval = training_arguments(tiny_recipe("data.eval=null", "evaluation=[]", "training.eval_steps=2"), tmp_path)
     assert no_eval.eval_strategy == "no"
 

@@ -81,12 +81,14 @@ def load_builtin(
 
 
 def _register_defaults() -> None:
-    from . import digits, shapes
+    from . import digits, shapes, tones
 
     BUILTIN_DATASETS.register("shapes", BuiltinDataset(shapes.ShapesParams, shapes.build, shapes.VERSION,
                                                        shapes.__doc__.splitlines()[0]))
     BUILTIN_DATASETS.register("digits", BuiltinDataset(digits.DigitsParams, digits.build, digits.VERSION,
                                                        digits.__doc__.splitlines()[0]))
+    BUILTIN_DATASETS.register("tones", BuiltinDataset(tones.TonesParams, tones.build, tones.VERSION,
+                                                      tones.__doc__.splitlines()[0]))
 
 
 _register_defaults()

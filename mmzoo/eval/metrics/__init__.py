@@ -10,7 +10,10 @@ from there; an unchanged script reuses its cached copy, an edited one gets a new
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,6 +40,18 @@ def metric_path(name: str) -> Path:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown mmzoo metric {name!r}.{hint} Known metrics: {', '.join(known)}.")
     return METRICS_DIR / name
+
+
+@functools.cache
+def metric_module(name: str) -> ModuleType:
+    """The packaged metric script ``name`` imported as a plain module, for its helpers (e.g.
+    ``metric_module("vqa_accuracy").normalize_answer``), so code outside the metric reuses them instead of
+    repeating them."""
+    path = metric_path(name) / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"mmzoo_metric_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_metric(name: str, **kwargs: Any) -> evaluate.EvaluationModule:

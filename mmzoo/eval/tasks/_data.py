@@ -70,8 +70,9 @@ def builtin_name(dataset) -> str | None:
 def describe_source(spec, dataset) -> tuple[dict[str, Any], dict[str, Any]]:
     """``({"name", "config", "split", "revision"}, extra protocol)`` for the eval results.
 
-    From the source spec when known (built-ins are named ``mmzoo:<name>`` with their generator version as the
-    revision and their params in the protocol); otherwise from the dataset's own info.
+    From the source spec when known (:meth:`~mmzoo.data.SourceSpecBase.dataset_info`: built-ins are named
+    ``mmzoo:<name>`` with their generator version as the revision and their params in the protocol); otherwise
+    from the dataset's own info.
     """
     if spec is None:
         info = getattr(dataset, "info", None)
@@ -81,20 +82,7 @@ def describe_source(spec, dataset) -> tuple[dict[str, Any], dict[str, Any]]:
         return ({"name": name or "unknown", "config": getattr(info, "config_name", None),
                  "split": str(split) if split is not None else None,
                  "revision": str(version) if version is not None else None}, {})
-    extra: dict[str, Any] = {}
-    if spec.max_samples is not None:
-        extra["source_max_samples"] = spec.max_samples
-    if spec.source == "builtin":
-        from ...data.builtin import BUILTIN_DATASETS
-
-        extra["dataset_params"] = spec.generator_params()
-        return ({"name": f"mmzoo:{spec.name}", "config": None, "split": spec.split,
-                 "revision": f"v{BUILTIN_DATASETS.get(spec.name).version}"}, extra)
-    if spec.source == "hf":
-        return {"name": spec.dataset, "config": spec.config, "split": spec.split, "revision": spec.revision}, extra
-    where = getattr(spec, "path", None) or getattr(spec, "files", None) or getattr(spec, "shards", None)
-    name = where if isinstance(where, str) else ",".join(where or [])
-    return {"name": name, "config": None, "split": spec.split, "revision": None}, {"source": spec.source, **extra}
+    return spec.dataset_info()
 
 
 def indexed_rows(dataset, columns: tuple[str, ...], max_samples: int | None = None):

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..._registry import Registry
 from ...utils.logging import get_logger
 from ...version import __version__
+from ..embed import parameters_for_evaluation
 from ._data import describe_source, require_columns
 from .errors import EvaluationError
 
@@ -121,30 +122,36 @@ def run_evaluation(model, processor, tasks, eval_dataset=None, output_dir: str |
     from ...recipe.schema import EvaluationTaskSpec
 
     specs = [_task_spec(t, i, EvaluationTaskSpec) for i, t in enumerate(tasks)]
-    loaded: dict[str, Any] = {}
-    results = []
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        for i, spec in enumerate(specs):
-            task = EVAL_TASKS.get(spec.task)()
-            params = _task_params(task, spec, i)
-            dataset, source = _task_data(spec, i, eval_dataset, eval_source, base_dir, loaded)
-            task.check_data(dataset)
-            started = time.perf_counter()
-            result = task.run(model, processor, dataset, params)
-            dataset_info, data_protocol = describe_source(source, dataset)
-            metrics, counts = split_counts(result.metrics)
-            results.append({"task": spec.task, "dataset": dataset_info, "metrics": metrics,
-                            "protocol": {**task.protocol(params), **result.protocol, **counts, **data_protocol}})
-            logger.info("evaluation %s on %s (%.1fs): %s", spec.task, dataset_info["name"],
-                        time.perf_counter() - started, metrics)
+        with parameters_for_evaluation(model):  # FSDP2 / ZeRO-3: what scoring reads outside forward
+            results = _run_tasks(model, processor, specs, eval_dataset, eval_source, base_dir)
     finally:
         model.train(was_training)
     out = {"mmzoo_version": __version__, "results": results}
     if output_dir is not None:
         write_results(Path(output_dir) / RESULTS_FILE, out)
     return out
+
+
+def _run_tasks(model, processor, specs, eval_dataset, eval_source, base_dir) -> list[dict[str, Any]]:
+    loaded: dict[str, Any] = {}
+    results = []
+    for i, spec in enumerate(specs):
+        task = EVAL_TASKS.get(spec.task)()
+        params = _task_params(task, spec, i)
+        dataset, source = _task_data(spec, i, eval_dataset, eval_source, base_dir, loaded)
+        task.check_data(dataset)
+        started = time.perf_counter()
+        result = task.run(model, processor, dataset, params)
+        dataset_info, data_protocol = describe_source(source, dataset)
+        metrics, counts = split_counts(result.metrics)
+        results.append({"task": spec.task, "dataset": dataset_info, "metrics": metrics,
+                        "protocol": {**task.protocol(params), **result.protocol, **counts, **data_protocol}})
+        logger.info("evaluation %s on %s (%.1fs): %s", spec.task, dataset_info["name"],
+                    time.perf_counter() - started, metrics)
+    return results
 
 
 def _task_spec(task, index: int, spec_class):
