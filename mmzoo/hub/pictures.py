@@ -44,12 +44,17 @@ def write_pictures(out: str | Path, log_history: list[dict[str, Any]], model=Non
                        "%s to get them", PLOTS_HINT)
         return []
     out = Path(out)
-    written = []
-    if loss_curve(log_history, out / LOSS_CURVE) is not None:
-        written.append(out / LOSS_CURVE)
+    jobs = [(LOSS_CURVE, lambda: loss_curve(log_history, out / LOSS_CURVE))]
     if model is not None and processor is not None and eval_dataset is not None:
-        if gallery(model, processor, eval_dataset, out / EXAMPLES) is not None:
-            written.append(out / EXAMPLES)
+        jobs.append((EXAMPLES, lambda: gallery(model, processor, eval_dataset, out / EXAMPLES)))
+    written = []
+    for name, draw in jobs:
+        try:
+            if draw() is not None:
+                written.append(out / name)
+        except Exception as err:  # a picture is never worth the run: the model and results are saved anyway
+            logger.warning("pictures: could not draw %s (%s: %s); the run goes on without it", name,
+                           type(err).__name__, err)
     return written
 
 
@@ -172,7 +177,8 @@ def _first(answers) -> str:
 def _generated(model, processor, images) -> list[str]:
     from ..eval.tasks.captioning import CaptioningParams, _caption_model, generate_captions
 
-    params = CaptioningParams()
+    decoder = model.config.model_spec().objective("captioning")
+    params = CaptioningParams(max_new_tokens=min(20, decoder.max_length - 1))
     return generate_captions(_caption_model(model, params), processor, images, params)
 
 

@@ -242,3 +242,18 @@ def test_gallery_shows_each_heads_results(trained_run):
     assert set(panels) == {"Training loss", "Evaluation loss", "Evaluation metrics"}
     assert {"total", "contrastive"} <= set(panels["Training loss"])
     assert "retrieval/text_to_image_recall_at_1" in panels["Evaluation metrics"]
+
+
+def test_a_picture_that_cannot_be_drawn_does_not_stop_the_run(tmp_path, caplog):
+    import logging
+
+    from mmzoo.hub.pictures import write_pictures
+
+    log = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    logging.getLogger("mmzoo").addHandler(caplog.handler)
+    try:
+        written = write_pictures(tmp_path, log, model=object(), processor=object(), eval_dataset=object())
+    finally:
+        logging.getLogger("mmzoo").removeHandler(caplog.handler)
+    assert written == [tmp_path / "loss_curve.png"] and not (tmp_path / "examples.png").exists()
+    assert "could not draw examples.png (AttributeError" in caplog.text
