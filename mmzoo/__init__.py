@@ -4,17 +4,50 @@
 `AutoModel.from_pretrained(dir_or_repo)` works for any saved mmzoo model.
 """
 
-from ._spec_io import load_spec
-from .adapters import load_adapters, save_adapters
-from .builder import build_config, build_model, build_processor
-from .modeling import MmzooConfig, MmzooModel, MmzooProcessor
-from .modeling.auto import register_auto_classes
-from .presets import list_presets
-from .recipe import load_recipe
-from .specs import ModelSpec
+import sys as _sys
+from pathlib import Path as _Path
+
 from .version import __version__
 
-register_auto_classes()
+# public name -> module that defines it (imported on first use in the light mode below)
+_LAZY = {
+    "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
+    "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
+    "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
+    "load_adapters": ".adapters", "save_adapters": ".adapters",
+}
+
+
+def _cli_process() -> bool:
+    """True in the ``mmzoo`` command (console script or ``python -m mmzoo.cli``): it starts without torch and
+    transformers, and loads them only for the subcommands that need them (:func:`load`)."""
+    argv = list(getattr(_sys, "orig_argv", _sys.argv))
+    if _sys.argv and _Path(_sys.argv[0]).name in ("mmzoo", "mmzoo.exe", "mmzoo-script.py"):
+        return True
+    return "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 2] in (["mmzoo.cli"], ["mmzoo"])
+
+
+def load() -> None:
+    """Import the model stack and register mmzoo's classes with transformers' Auto factories (idempotent;
+    ``import mmzoo`` does this, except in the light start of the ``mmzoo`` command)."""
+    import importlib
+
+    from .modeling.auto import register_auto_classes
+
+    for name, module in _LAZY.items():
+        globals()[name] = getattr(importlib.import_module(module, __name__), name)
+    register_auto_classes()
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        load()
+        return globals()[name]
+    raise AttributeError(f"module 'mmzoo' has no attribute {name!r}")
+
+
+if not _cli_process():
+    load()
 
 
 def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]:

@@ -1,5 +1,6 @@
 """The `mmzoo` command line. Each subcommand lives in its own module with ``add_parser(subparsers)``;
-the parser it adds sets ``func`` (args -> exit code)."""
+the parser it adds sets ``func`` (args -> exit code) and, for commands that need no model, ``needs_models=False``:
+the command then starts without importing torch or transformers (see ``mmzoo._cli_process``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("MMZOO_DEBUG", "") not in ("", "0")
     try:
+        if getattr(args, "needs_models", True):  # light commands (validate, schema, zoo) skip torch/transformers
+            import mmzoo
+
+            mmzoo.load()
         return int(args.func(args) or 0)
     except MmzooError as err:
         if debug:

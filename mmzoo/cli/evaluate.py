@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
                     "protocol (dataset, split, revision, templates, k, decoding) and the mmzoo version.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="saved model folder (mmzoo train's run folder) or Hub repo id")
+    p.add_argument("model", nargs="?", help="saved model folder (mmzoo train's run folder) or Hub repo id")
+    p.add_argument("--list-tasks", action="store_true", help="list the evaluation tasks and their parameters")
     p.add_argument("--recipe", help="recipe YAML: its evaluation: tasks and data.eval")
     p.add_argument("--task", dest="tasks", action="append", default=[], metavar="TASK",
                    help="task to run (retrieval, zero_shot_classification, vqa, captioning, itm); repeatable; "
@@ -47,6 +48,14 @@ def add_parser(subparsers) -> None:
 def _evaluate(args) -> int:
     from ..eval import run_evaluation
     from ..eval.tasks import RESULTS_FILE, EvaluationError
+
+    if args.list_tasks:
+        from .reference import tasks_reference
+
+        print(tasks_reference(), end="")
+        return 0
+    if args.model is None:
+        raise EvaluationError("mmzoo eval: pass the MODEL folder or Hub repo id to evaluate (or --list-tasks)")
 
     task_names = _known_tasks()
     shared, scoped, recipe_overrides = split_overrides(args.overrides, task_names, bool(args.recipe))

@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
                                                           "visibility)")
     p.add_argument("--revision", metavar="BRANCH", help="branch to commit to, created from main if missing")
-    p.add_argument("--commit-message", help="default: 'Upload <spec name> with mmzoo <version>'")
+    p.add_argument("--commit-message", help="default from the run: 'Upload <run> (<model>; <N> steps, <M> "
+                                            "samples) with mmzoo <version>'")
     p.add_argument("--overwrite-card", action="store_true", help="replace a README.md that was edited on the Hub")
     p.add_argument("--remote-code", action="store_true",
                    help="also upload mmzoo's modeling code so AutoModel.from_pretrained(repo, "
@@ -26,6 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--repo-id", help="Hub id used in the card's usage snippets (default: <user>/<spec name>)")
     p.add_argument("--license", help="Hub license id (default: recipe hub.license or apache-2.0)")
     p.add_argument("--out", help="write the card to this file instead of printing it (e.g. README.md)")
+    p.add_argument("--remote-code", action="store_true",
+                   help="usage snippets for a repo pushed with --remote-code (trust_remote_code=True)")
     p.set_defaults(func=_card)
 
 
@@ -44,7 +47,7 @@ def _push(args) -> int:
 def _card(args) -> int:
     from ..hub import render_card
 
-    text = str(render_card(args.run_dir, args.repo_id, license=args.license))
+    text = str(render_card(args.run_dir, args.repo_id, license=args.license, remote_code=args.remote_code))
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote the model card to {args.out}")

@@ -52,7 +52,7 @@ class CoAttentionFusion(Fusion):
 
     Outputs: text_tokens (B, Lt, Ht) with text_mask, image_tokens (B, Li, Hi), pair_embeds (B, Hc) = the product
     of the two pooled streams, each mapped to Hc by Linear + tanh (ViLBERT's "mul" fusion). Each stream is pooled
-    as its tower pools (:func:`~mmzoo.fusion.layers.pair_pooling`: mean, max, else the first token).
+    by :func:`~mmzoo.fusion.layers.pair_pooling` (max over tokens for mean-pooling towers, else the first token).
     """
 
     def __init__(self, spec, dims, config=None) -> None:

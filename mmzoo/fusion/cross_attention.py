@@ -14,8 +14,8 @@ class CrossAttentionFusion(Fusion):
     ``hidden_size`` (default: text width; text tokens are projected in when it differs).
 
     Outputs: text_tokens (B, Lt, H) with text_mask, image_tokens (the image tower's, unchanged), pair_embeds (B, H)
-    = the text states pooled as the text tower pools (the first, [CLS], state as ALBEF's ITM head reads it, or
-    their masked mean for a mean-pooling tower: :func:`~mmzoo.fusion.layers.pair_pooling`).
+    = the text states pooled by :func:`~mmzoo.fusion.layers.pair_pooling` (the first, [CLS], state as ALBEF's ITM
+    head reads it; the max over tokens for a mean-pooling text tower).
     """
 
     def __init__(self, spec, dims, config=None) -> None:

@@ -15,7 +15,7 @@ from ..encoders.pooling import POOLERS
 from ..utils.attention import attend
 
 # tower pooling -> how a fusion summarises that modality's fused token states into its pair embedding
-_PAIR_POOLING = {"mean": "mean", "max": "max"}  # every other tower pooling reads the first token (CLS)
+_PAIR_POOLING = {"mean": "max", "max": "max"}  # every other tower pooling reads the first token (CLS)
 
 
 class Linear(nn.Linear):
@@ -88,10 +88,14 @@ def project(in_width: int, out_width: int) -> nn.Module:
 
 
 def pair_pooling(config, modality: str) -> str:
-    """How a fusion pools ``modality``'s fused tokens into its pair embedding: the way that modality's tower pools
-    (``mean`` / ``max``), else the first token. Pooling as the tower does matters for freshly initialised towers:
-    when the tower pools by mean, its first token is never trained to summarise, so a fusion reading it sees a
-    near-constant vector. ``config`` None (a bare fusion) reads the first token."""
+    """How a fusion pools ``modality``'s fused tokens into its pair embedding: ``max`` over the tokens when that
+    modality's tower pools by ``mean`` or ``max``, else the first token (CLS), as pretrained towers are trained to.
+
+    Why not the first token for mean-pooling towers: a freshly initialised tower trained through mean pooling never
+    trains its first token to summarise, so a fusion reading it sees a near-constant vector. Why not the mean: most
+    tokens carry what every example shares (background patches, template words), so a mean varies across a batch
+    by ~1/length of a token's variation and the ITM / VQA heads sit at their class prior for hundreds of steps.
+    A max keeps the one token that differs at full scale. ``config`` None (a bare fusion) reads the first token."""
     if config is None:
         return "cls"
     return _PAIR_POOLING.get(config.model_spec().encoder(modality).pooling, "cls")

@@ -19,7 +19,7 @@ class SingleStreamFusion(Fusion):
 
     Positions count real tokens only (text, then image), so padding never shifts an image token's position.
     Outputs: text_tokens (B, Lt, H) with text_mask, image_tokens (B, Li, H), pair_embeds (B, H) = pooler of the
-    first text position ([CLS]), or of the masked mean of the whole joint sequence when the text tower pools by mean
+    first text position ([CLS]), or of the max over the whole joint sequence when the text tower pools by mean
     (:func:`~mmzoo.fusion.layers.pair_pooling`).
     """
 

@@ -252,12 +252,13 @@ def _context(run: Run, data: ModelCardData, repo_id: str | None, remote_code: bo
                    "learned": ", ".join(f"{k} {v:.4g}" for k, v in learned.get(o.type, {}).items())}
                   for o in spec.objectives]
     repo = repo_id or f"<user>/{spec.name}"
+    text, architecture = description(spec, run.info), describe_spec(spec)
     return {
         "model_name": data.model_name, "repo_id": repo,
-        "description": description(spec, run.info),
+        "description": text,
         "run_description": (recipe or {}).get("description") or "",
         "family": "dual encoder" if spec.fusion.type == "dual_encoder" else f"{spec.fusion.type} fusion model",
-        "summary": describe_spec(spec),
+        "summary": "" if text == architecture else architecture,
         "mmzoo_version": __version__, "projection_dim": spec.projection_dim,
         "encoders": [_encoder_row(e) for e in spec.encoders],
         "fusion": {"type": spec.fusion.type, "settings": _inline(spec.fusion.to_dict(), skip=("type",))},

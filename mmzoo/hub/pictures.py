@@ -11,7 +11,6 @@ and says why once; training and pushing work the same.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import textwrap
 from pathlib import Path
@@ -30,7 +29,11 @@ PLOTS_HINT = "pip install 'mmzoo[plots]'"
 
 
 def matplotlib_available() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def write_pictures(out: str | Path, log_history: list[dict[str, Any]], model=None, processor=None,

@@ -139,31 +139,33 @@ def _zero_shot(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
 
 
 def _itm(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
-    score = _itm_score_line()
+    if _has_score_pairs():  # P(match) of every (image, text) pair: (images, texts)
+        pairs = ("inputs = processor(text=texts, images=[image], return_tensors=\"pt\")\n"
+                 "with torch.no_grad():\n"
+                 "    match = model.score_pairs(**inputs)[0]  # P(match) of this image with each text\n")
+    else:  # older mmzoo: the ITM head on the fused embedding of pair i (image i, text i)
+        pairs = ("inputs = processor(text=texts, images=[image] * len(texts), return_tensors=\"pt\")  # pair i: "
+                 "image i, text i\n"
+                 "with torch.no_grad():\n"
+                 "    match = model.objectives[\"itm\"].head(model(**inputs).fused_embeds).softmax(dim=-1)[:, 1]\n")
     code = (
         _header(remote_code, "AutoModel, AutoProcessor")
         + _load(remote_code, "AutoModel", repo_id, "model") + _load(remote_code, "AutoProcessor", repo_id, "processor")
         + "\n" + _image_code(spec)
-        + f"texts = {_LABELS}\n"
-        "inputs = processor(text=texts, images=[image] * len(texts), return_tensors=\"pt\")  # pair i: image i, text i\n"
-        "with torch.no_grad():\n"
-        f"    match = {score}\n"
-        "for text, p in zip(texts, match.tolist()):\n"
+        + f"texts = {_LABELS}\n" + pairs
+        + "for text, p in zip(texts, match.tolist()):\n"
         "    print(f\"P(match | image, {text!r}) = {p:.3f}\")\n"
     )
     return Usage("itm", "Image-text matching",
                  "Scores (image, text) pairs with the fusion encoder and the image-text matching head: P(match).", code)
 
 
-def _itm_score_line() -> str:
-    """``model.score_pairs`` where the installed mmzoo has it, else the ITM head on the fused pair embedding."""
-    try:
-        from ..modeling import MmzooModel
-    except ImportError:  # pragma: no cover - mmzoo.modeling always imports with mmzoo installed
-        MmzooModel = None
-    if MmzooModel is not None and hasattr(MmzooModel, "score_pairs"):
-        return "model.score_pairs(**inputs)"
-    return 'model.objectives["itm"].head(model(**inputs).fused_embeds).softmax(dim=-1)[:, 1]'
+def _has_score_pairs() -> bool:
+    """Whether the installed mmzoo models have ``score_pairs`` (what the snippet, and a remote-code bundle made
+    from this install, can call)."""
+    from ..modeling import MmzooModel
+
+    return hasattr(MmzooModel, "score_pairs")
 
 
 def _vqa(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:

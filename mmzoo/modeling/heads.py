@@ -85,6 +85,14 @@ class MmzooForConditionalGeneration(MmzooModel, GenerationMixin):
         self.generation_config = caption_generation_config(config)
         self._label_smoothing = spec.objective("captioning").label_smoothing
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # a folder saved without generation_config.json (or one lacking the ids) gets the captioning start/end/pad
+        # ids from config.tokens, so generate(pixel_values=...) starts at CLS/BOS and stops at SEP/EOS
+        model = super().from_pretrained(*args, **kwargs)
+        fill_generation_ids(model.generation_config, caption_generation_config(model.config))
+        return model
+
     @property
     def caption_decoder(self) -> nn.Module:
         return self.objectives["captioning"].decoder
@@ -178,6 +186,35 @@ def caption_generation_config(config: MmzooConfig) -> GenerationConfig:
         bos_token_id=start, decoder_start_token_id=start, eos_token_id=end,
         pad_token_id=tokens.get("pad_token_id", 0), use_cache=False,
     )
+
+
+def fill_generation_ids(target: GenerationConfig, source: GenerationConfig) -> None:
+    """Copy bos/eos/pad/decoder_start ids (and use_cache False) from ``source`` where ``target`` has none."""
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        if getattr(target, key, None) is None:
+            setattr(target, key, getattr(source, key))
+    target.use_cache = False
+
+
+def save_captioning_extras(model, save_directory) -> None:
+    """For a model with a ``captioning`` objective: write ``generation_config.json`` (bos/eos/pad from the tokenizer
+    ids) and name ``MmzooForConditionalGeneration`` in ``config.json``'s ``architectures``, so the folder loads into
+    a class that generates (``AutoModelForImageTextToText``) and its captions stop at the end token."""
+    import json
+    from pathlib import Path
+
+    if model.config.model_spec().objective("captioning") is None:
+        return
+    folder = Path(save_directory)
+    generation = caption_generation_config(model.config)
+    if isinstance(model, MmzooForConditionalGeneration):
+        fill_generation_ids(model.generation_config, generation)
+        generation = model.generation_config
+    generation.save_pretrained(folder)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config["architectures"] = [MmzooForConditionalGeneration.__name__]
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 class MmzooForVisualQuestionAnswering(MmzooModel):

@@ -126,6 +126,17 @@ def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelD
     )
 
 
+def objective_scalars(tag: str, extras: dict) -> dict[str, Tensor]:
+    """The scalar tensors of an objective's extras, detached, keyed ``<tag>/<name>`` (``itm_accuracy`` of ``itm``
+    becomes ``itm/accuracy``)."""
+    out = {}
+    for name, value in extras.items():
+        if isinstance(value, Tensor) and value.numel() == 1:
+            short = name[len(tag) + 1:] if name.startswith(f"{tag}_") else name
+            out[f"{tag}/{short}"] = value.detach().reshape(())
+    return out
+
+
 class MmzooModel(MmzooPreTrainedModel):
     """A multimodal model assembled from its spec (``config.spec``).
 
@@ -176,6 +187,13 @@ class MmzooModel(MmzooPreTrainedModel):
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
         model.apply_trainability()
         return loaded
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        from .heads import save_captioning_extras  # heads import this module
+
+        if kwargs.get("is_main_process", True):
+            save_captioning_extras(self, save_directory)
 
     # -- construction helpers -------------------------------------------------------------------------------
     def _inject_adapters(self, spec) -> None:
@@ -301,18 +319,58 @@ class MmzooModel(MmzooPreTrainedModel):
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
         fields["logits_per_text"] = fields["logits_per_image"].t()
         if return_loss:
-            terms, loss = {}, 0.0
+            terms, loss, scalars = {}, 0.0, {}
             for tag, objective in self.objectives.items():
                 result = objective(ctx)
                 terms[tag] = result.loss
+                scalars.update(objective_scalars(tag, result.extras))
                 loss = loss + self._weights[tag] * result.loss
                 if result.logits_per_image is not None and objective.spec.scores_pairs:
                     # under DDP the objective's logits span the global batch
                     fields.update(logits_per_image=result.logits_per_image, logits_per_text=result.logits_per_text)
-            fields.update(loss=loss, loss_terms=terms)
+            fields.update(loss=loss, loss_terms=terms, objective_metrics=scalars)
         if self.fusion.pair_dim or self.fusion.text_token_dim:
             fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
         return fields
+
+    # -- image-text matching ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_pairs(self, input_ids: Tensor, pixel_values: Tensor, attention_mask: Tensor | None = None,
+                    token_type_ids: Tensor | None = None, pairs: Tensor | None = None,
+                    batch_size: int = 256) -> Tensor:
+        r"""Match probabilities P(image and text describe each other) from the ``itm`` head on the fused pairs.
+
+        input_ids / attention_mask / token_type_ids (`(n_texts, seq_len)`): tokenized texts.
+        pixel_values (`(n_images, 3, H, W)`): processed images.
+        pairs (`(N, 2)` long, optional): rows ``(image index, text index)``; then the result is `(N,)`, one
+            probability per row. Without it every image is scored with every text: `(n_images, n_texts)`.
+        batch_size: fused pairs per forward pass.
+
+        Needs a fusion that provides pair embeddings and a trained ``itm`` objective (e.g. mm-vilbert-tiny).
+        """
+        itm = self.objectives["itm"] if "itm" in self.objectives else None
+        if itm is None or not hasattr(itm, "match_logits"):
+            raise SpecError(
+                f"score_pairs: model {self.config.model_spec().name!r} has no `itm` objective (objectives: "
+                f"{list(self.objectives)}); train a fusion that provides pair_embedding with `- type: itm`"
+            )
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        image = self.encode_image(pixel_values)
+        n_images, n_texts = image.tokens.shape[0], text.tokens.shape[0]
+        device = image.tokens.device
+        if pairs is None:
+            grid = torch.cartesian_prod(torch.arange(n_images, device=device), torch.arange(n_texts, device=device))
+        else:
+            grid = torch.as_tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2)
+            if len(grid) and ((grid[:, 0] >= n_images).any() or (grid[:, 1] >= n_texts).any() or (grid < 0).any()):
+                raise ValueError(
+                    f"score_pairs: pairs hold indices outside {n_images} images x {n_texts} texts; each row is "
+                    "(image index, text index)"
+                )
+        scores = [itm.match_logits(self, text, image, chunk[:, 1], chunk[:, 0]).float().softmax(-1)[:, 1]
+                  for chunk in grid.split(batch_size)]
+        scores = torch.cat(scores) if scores else torch.zeros(0, device=device)
+        return scores if pairs is not None else scores.view(n_images, n_texts)
 
 
 def freeze_towers(model: MmzooModel, spec) -> None:

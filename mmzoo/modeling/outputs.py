@@ -22,6 +22,8 @@ class MmzooOutput(ModelOutput):
     fused_embeds (`(batch, fusion_width)`): joint pair embeddings of fusions that make one (pairs i<->i).
     fused_text_states (`(batch, text_len, width)`): image-conditioned text states of fusions that make them.
     text_model_output / vision_model_output: the towers' own HF outputs.
+    objective_metrics (`dict[str, torch.FloatTensor]`): detached scalars the objectives computed, keyed
+        `<objective>/<name>` (`itm/accuracy`, `mlm/accuracy`, `contrastive/temperature`, ...), when `return_loss=True`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -34,6 +36,7 @@ class MmzooOutput(ModelOutput):
     fused_text_states: torch.FloatTensor | None = None
     text_model_output: Any = None
     vision_model_output: Any = None
+    objective_metrics: dict[str, torch.Tensor] | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(

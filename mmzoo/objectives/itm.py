@@ -45,6 +45,12 @@ class ItmObjective(Objective):
         # embeddings, and telling matched from unmatched mixes needs a non-linearity (e.g. its norm)
         self.head = MlpHead(fusion.pair_dim, fusion.pair_dim, 2)
 
+    def match_logits(self, model, text, image, text_index: Tensor, image_index: Tensor) -> Tensor:
+        """(N, 2) ITM logits of the pairs (image ``image_index[n]``, text ``text_index[n]``) of encoded ``text`` /
+        ``image`` tower outputs: the pairs are fused by the model's fusion, then read by the head."""
+        fused = model.fusion(select_rows(text, text_index), select_rows(image, image_index), {})
+        return self.head(fused.pair_embeds)
+
     def sample_negatives(self, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
         """(text index per image, image index per text), each (B,), never the positive."""
         with torch.no_grad():

@@ -12,8 +12,30 @@ from ..errors import RecipeError
 
 
 def run_dir(recipe) -> Path:
-    """The run folder: ``training.output_dir`` or ``runs/<recipe name>`` (relative to the working directory)."""
-    return Path(recipe.training.output_dir or Path("runs") / (recipe.name or "run"))
+    """The run folder. Like every relative path in a recipe, a relative ``training.output_dir`` is relative to
+    the recipe file's folder (``base_dir``); unset, the run goes to ``runs/<recipe name>`` in the working
+    directory."""
+    if recipe.training.output_dir is None:
+        return Path("runs") / (recipe.name or "run")
+    path = Path(recipe.training.output_dir).expanduser()
+    return path if path.is_absolute() or not recipe.base_dir else Path(recipe.base_dir) / path
+
+
+# report_to tracker -> (module it needs, mmzoo extra that installs it)
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", None),
+                    "mlflow": ("mlflow", None), "comet_ml": ("comet_ml", None)}
+
+
+def check_trackers(report_to) -> None:
+    """A ``training.report_to`` tracker whose package is missing fails now, with the install command."""
+    import importlib.util
+
+    for tracker in report_to:
+        module, extra = TRACKER_PACKAGES.get(tracker, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            install = f"pip install 'mmzoo[{extra}]'" if extra else f"pip install {module}"
+            raise RecipeError(f"training.report_to: {tracker!r} needs the {module} package, which is not "
+                              f"installed; {install}, or remove {tracker!r} from report_to")
 
 
 def training_arguments(recipe, output_dir: str | Path | None = None, *, precision: str | None = None, **extra: Any):
@@ -41,6 +63,7 @@ def training_arguments(recipe, output_dir: str | Path | None = None, *, precisio
             raise RecipeError(
                 f"training.trainer_args.{key}: not a transformers.TrainingArguments field{hint}"
             )
+    check_trackers(t.report_to)
     cpu = not torch.cuda.is_available()
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun / accelerate launch
     kwargs: dict[str, Any] = {

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..utils.logging import get_logger
 from ._io import atomic_write_text, jsonl
@@ -38,6 +39,39 @@ class TrainingLogCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             atomic_write_text(self.path, jsonl(state.log_history))
+
+
+def readable_logs(logs: dict) -> dict:
+    """Logged values as numbers rounded to 4 significant digits (transformers prints them as strings)."""
+    out = {}
+    for key, value in logs.items():
+        if key == "total_flos":
+            continue
+        out[key] = float(f"{value:.4g}") if isinstance(value, float) else value
+    return out
+
+
+class NumberProgressCallback(ProgressCallback):
+    """transformers' progress bars, with log lines showing numbers (``{'loss': 2.751}``, not ``'2.751'``)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.write(str(readable_logs(logs or {})))
+
+
+class NumberPrinterCallback(PrinterCallback):
+    """transformers' log printer (progress bars off), printing numbers as numbers."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_local_process_zero and logs is not None:
+            print(readable_logs(logs))
+
+
+def use_number_printers(trainer) -> None:
+    """Swap the Trainer's progress / printer callbacks for the ones above (same behaviour otherwise)."""
+    for old, new in ((ProgressCallback, NumberProgressCallback), (PrinterCallback, NumberPrinterCallback)):
+        if trainer.pop_callback(old) is not None:
+            trainer.add_callback(new)
 
 
 class HubCheckpointCallback(TrainerCallback):

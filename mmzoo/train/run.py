@@ -28,7 +28,7 @@ from ..version import __version__
 from ..utils.files import fault_point
 from ._io import atomic_write_json, atomic_write_text, jsonl
 from .args import run_dir, training_arguments
-from .callbacks import TRAINING_LOG, HubCheckpointCallback, TrainingLogCallback
+from .callbacks import TRAINING_LOG, HubCheckpointCallback, TrainingLogCallback, use_number_printers
 from .checkpoints import (
     RUN_STATUS,
     latest_complete_checkpoint,
@@ -168,6 +168,7 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
         processing_class=processor, callbacks=all_callbacks,
         grad_cache_chunk_size=plan.grad_cache_chunk_size,
     )
+    use_number_printers(trainer)
     trainer.evaluation_hook = evaluation_hook(recipe, processor, data.eval, evaluate)
     if checkpoint_pusher is not None:
         checkpoint_pusher.trainer = trainer

@@ -132,7 +132,9 @@ class MmzooTrainer(Trainer):
                 f"the model returned no loss (outputs: {list(outputs.keys())}); batches need paired images and "
                 "texts (or labels)"
             )
-        self._stash_terms(outputs.get("loss_terms") or {}, inputs, training=model.training)
+        # objective scalars (keys "<objective>/<name>", e.g. itm/accuracy) are averaged and logged like the terms
+        terms = {**(outputs.get("loss_terms") or {}), **(outputs.get("objective_metrics") or {})}
+        self._stash_terms(terms, inputs, training=model.training)
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 
     def _stash_terms(self, terms: dict[str, torch.Tensor], inputs: dict[str, Any], training: bool) -> None:
@@ -156,7 +158,8 @@ class MmzooTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._terms:
             for tag, total in sorted(self._terms.items()):
-                logs[f"loss/{tag}"] = self._mean_over_ranks(total).item() / max(self._term_steps, 1e-12)
+                name = tag if "/" in tag else f"loss/{tag}"
+                logs[name] = self._mean_over_ranks(total).item() / max(self._term_steps, 1e-12)
             self._terms, self._term_steps = {}, 0.0
         super().log(logs, start_time)
 
@@ -167,7 +170,8 @@ class MmzooTrainer(Trainer):
         if self._eval_terms:
             count = self._sum_over_ranks(torch.tensor(float(self._eval_count), device=self.args.device))
             for tag, total in sorted(self._eval_terms.items()):
-                output.metrics[f"{metric_key_prefix}_loss/{tag}"] = (self._sum_over_ranks(total) / count).item()
+                name = f"{metric_key_prefix}_{tag}" if "/" in tag else f"{metric_key_prefix}_loss/{tag}"
+                output.metrics[name] = (self._sum_over_ranks(total) / count).item()
         return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -132,12 +132,25 @@ def test_captioning_records_decoding_and_scores(captioner, shapes):
     model, processor = captioner
     task = {"task": "captioning", "max_new_tokens": 6, "num_beams": 2, "max_samples": 8}
     result = only_result(run_evaluation(model, processor, [task], shapes))
-    assert set(result["metrics"]) == {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "brevity_penalty", "cider"}
+    # shapes knows its scenes: exact_scene (captions naming exactly the scene's objects) comes with BLEU and CIDEr
+    assert set(result["metrics"]) == {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "brevity_penalty", "cider",
+                                      "exact_scene"}
     assert all(v >= 0 for v in result["metrics"].values())
-    assert result["protocol"]["decoding"] == {"max_new_tokens": 6, "num_beams": 2, "do_sample": False}
+    assert result["protocol"]["decoding"] == {"max_new_tokens": 6, "max_new_tokens_from": "max_new_tokens",
+                                              "num_beams": 2, "do_sample": False}
     assert result["protocol"]["num_images"] == 8 and result["protocol"]["num_references"] == 40
     with pytest.raises(EvaluationError, match="exceed the decoder's max_length 32"):
         run_evaluation(model, processor, [{"task": "captioning", "max_new_tokens": 40}], shapes)
+
+
+def test_captioning_default_length_comes_from_the_data(captioner, shapes):
+    model, processor = captioner
+    result = only_result(run_evaluation(model, processor, [{"task": "captioning", "max_samples": 4}], shapes))
+    decoding = result["protocol"]["decoding"]
+    longest = max(len(processor.tokenizer(c, add_special_tokens=False)["input_ids"])
+                  for row in shapes.select(range(4))["captions"] for c in row)
+    assert decoding["max_new_tokens"] == min(longest + 4, 31)  # capped by the decoder's max_length 32
+    assert decoding["max_new_tokens_from"].startswith("longest reference")
 
 
 def test_generation_head_shares_the_weights(captioner):
@@ -158,12 +171,16 @@ def test_itm_on_tiny_albef(shapes):
     model, processor = mmzoo.build_model("mm-albef-tiny"), mmzoo.build_processor("mm-albef-tiny")
     result = only_result(run_evaluation(model, processor, [{"task": "itm", "seed": 3}], shapes))
     assert 0 <= result["metrics"]["accuracy"] <= 1
-    assert result["protocol"]["num_pairs"] == 32 and result["protocol"]["seed"] == 3
+    # 16 images, each with its caption, a random negative and a minimal-pair negative (shapes knows its objects)
+    assert result["protocol"]["num_pairs"] == 48 and result["protocol"]["seed"] == 3
     with torch.no_grad():
         last = [m for m in model.objectives["itm"].head.modules() if isinstance(m, torch.nn.Linear)][-1]
         last.bias.copy_(torch.tensor([0.0, 1e4]))  # always "matched"
     forced = only_result(run_evaluation(model, processor, ["itm"], shapes))["metrics"]
     assert forced["accuracy"] == 0.5 and forced["recall"] == 1.0 and forced["precision"] == 0.5
+    assert forced["minimal_pair_accuracy"] == 0.5
+    assert all(forced[f"minimal_pair_rejected_{a}"] == 0.0 for a in ("color", "shape", "size", "position")
+               if f"minimal_pair_rejected_{a}" in forced)
 
 
 @pytest.mark.parametrize(("task", "match"), [

@@ -196,3 +196,49 @@ def test_missing_config_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(HubError, match="not an mmzoo config"):
         render_card(tmp_path)
+
+
+@pytest.mark.parametrize("head", ["clip", "vqa", "captioning"])
+def test_run_pictures_are_written_shown_and_pushed(trained_run, hub_repo_id, head, tmp_path):
+    """The run folder has a loss curve and a gallery of held-out examples; both open as images, show in the
+    card and are pushed."""
+    import numpy as np
+    from huggingface_hub import HfApi
+    from PIL import Image
+
+    from mmzoo.hub import push_run
+
+    run = trained_run(head)
+    for name in ("loss_curve.png", "examples.png"):
+        with Image.open(run / name) as image:
+            image.load()
+            pixels = np.asarray(image.convert("L"), dtype=float)
+            assert image.width >= 400 and image.height >= 200 and pixels.std() > 5, name  # drawn, not blank
+    text = str(render_card(run))
+    assert "![Training and evaluation curves](loss_curve.png)" in text
+    assert "![Held-out examples with the model's top results](examples.png)" in text
+    push_run(run, hub_repo_id)
+    assert {"loss_curve.png", "examples.png"} <= set(HfApi().list_repo_files(hub_repo_id))
+
+
+def test_gallery_shows_each_heads_results(trained_run):
+    from transformers import AutoConfig, AutoModel, AutoModelForVisualQuestionAnswering, AutoProcessor
+
+    from mmzoo.data import load_source
+    from mmzoo.hub.pictures import curve_series, gallery_rows
+    from mmzoo.recipe import load_recipe
+
+    for head, expect in (("clip", r"^1\. .+ \(-?[01]\.\d\d\)( ✓)?$"), ("captioning", r"^generated: "),
+                         ("vqa", r"^.+ \([01]\.\d\d\)$")):
+        run = trained_run(head)
+        recipe = load_recipe(run / "recipe.yaml")
+        data = load_source(recipe.data.eval, recipe.base_dir or ".")
+        auto = AutoModelForVisualQuestionAnswering if AutoConfig.from_pretrained(run).answer_vocab else AutoModel
+        rows = gallery_rows(auto.from_pretrained(run), AutoProcessor.from_pretrained(run), data)
+        assert len(rows) == 4 and all(r["lines"] for r in rows), head
+        assert re.match(expect, rows[0]["lines"][0]), (head, rows[0]["lines"])
+    log = [json.loads(line) for line in (trained_run("clip") / "training_log.jsonl").read_text().splitlines()]
+    panels = curve_series(log)
+    assert set(panels) == {"Training loss", "Evaluation loss", "Evaluation metrics"}
+    assert {"total", "contrastive"} <= set(panels["Training loss"])
+    assert "retrieval/text_to_image_recall_at_1" in panels["Evaluation metrics"]

@@ -39,7 +39,10 @@ PIPELINE_TAGS = {"clip": "zero-shot-image-classification", "siglip": "zero-shot-
 BROKEN = "from transformers import pipeline\nprint(image)\n"
 RUNNER = r'''
 import contextlib, io, json, os, sys, traceback
-import torch, transformers, PIL.Image  # imported once; each block still imports what it uses
+import torch, PIL.Image, PIL.ImageDraw  # libraries imported once (not mmzoo); each block imports what it uses
+from transformers import (AutoModel, AutoModelForImageTextToText, AutoModelForVisualQuestionAnswering,
+                          AutoProcessor, pipeline)
+import transformers.pipelines.zero_shot_image_classification
 
 class BlockMmzoo:  # remote-code cards: mmzoo is not installed on the reader's machine
     def find_spec(self, name, path=None, target=None):
@@ -74,6 +77,16 @@ json.dump(results, open(sys.argv[2], "w"))
 '''
 
 
+REMOTE_IN_DEFAULT = ("clip", "captioning")  # the other heads' remote-code cards run with -m slow
+CASES = [pytest.param(head, remote, id=f"{head}-{'remote-code' if remote else 'mmzoo'}",
+                      marks=[pytest.mark.slow] if remote and head not in REMOTE_IN_DEFAULT else [])
+         for head in HEADS for remote in (False, True)]
+
+
+def _is_default(head: str, remote: bool) -> bool:
+    return not remote or head in REMOTE_IN_DEFAULT
+
+
 @pytest.fixture(scope="module")
 def pushed_cards(trained_run, _hub_server_session, tmp_path_factory):
     """head -> {remote_code: (repo_id, README text)} for every head, both exports."""
@@ -89,18 +102,16 @@ def pushed_cards(trained_run, _hub_server_session, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def executed(pushed_cards, _hub_server_session, tmp_path_factory):
-    """Run every python block of every card; head -> remote_code -> [result per block]."""
-    work = tmp_path_factory.mktemp("snippets")
+def _execute(pushed_cards, server, work, wanted) -> dict:
+    """Run every python block of the cards ``wanted(head, remote)`` selects; head -> remote -> [results]."""
     items = [{"head": head, "remote_code": remote, "name": f"README.md of {repo_id} block {i}", "code": code}
              for head, cards in pushed_cards.items() for remote, (repo_id, readme) in cards.items()
-             for i, code in enumerate(code_blocks(readme))]
+             if wanted(head, remote) for i, code in enumerate(code_blocks(readme))]
     items.append({"head": "broken", "remote_code": False, "name": "broken", "code": BROKEN})
     (work / "blocks.json").write_text(json.dumps(items))
     (work / "runner.py").write_text(RUNNER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(_hub_server_session.env(hf_home=work / "hf-home"))
+    env.update(server.env(hf_home=work / "hf-home"))
     env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")  # the installed-mmzoo cards import this checkout
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run([sys.executable, str(work / "runner.py"), str(work / "blocks.json"),
@@ -113,9 +124,20 @@ def executed(pushed_cards, _hub_server_session, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("remote_code", [False, True], ids=["mmzoo", "remote-code"])
-@pytest.mark.parametrize("head", HEADS)
-def test_every_card_block_runs_as_pasted(executed, pushed_cards, head, remote_code):
+@pytest.fixture(scope="module")
+def executed(pushed_cards, _hub_server_session, tmp_path_factory):
+    return _execute(pushed_cards, _hub_server_session, tmp_path_factory.mktemp("snippets"), _is_default)
+
+
+@pytest.fixture(scope="module")
+def executed_slow(pushed_cards, _hub_server_session, tmp_path_factory):
+    return _execute(pushed_cards, _hub_server_session, tmp_path_factory.mktemp("snippets-slow"),
+                    lambda head, remote: not _is_default(head, remote))
+
+
+@pytest.mark.parametrize(("head", "remote_code"), CASES)
+def test_every_card_block_runs_as_pasted(request, head, remote_code):
+    executed = request.getfixturevalue("executed" if _is_default(head, remote_code) else "executed_slow")
     blocks = executed[head][remote_code]
     assert len(blocks) == len(EXPECTED[head]), [b["code"] for b in blocks]
     for block, patterns in zip(blocks, EXPECTED[head]):

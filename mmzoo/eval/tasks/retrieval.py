@@ -4,6 +4,10 @@ Every caption of every image is a query (text->image) and a gallery item (image-
 K when any of its captions is in the top K). Embeddings come from ``get_image_features`` / ``get_text_features``
 in batches; ranks from :func:`mmzoo.eval.retrieval.retrieval_ranks` in chunks of ``chunk_size`` queries, so the
 full similarity matrix is never built (exact ranks; cosine similarity).
+
+``rerank_k: k`` adds the ALBEF/BLIP protocol: rank by the contrastive similarity, then re-rank each query's top k
+by the ITM head (``model.score_pairs``; needs an ``itm`` objective); items beyond the top k keep their rank. The
+re-ranked metrics are reported as ``itm_rerank_<metric>`` next to the contrastive-only ones, with k in the protocol.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..embed import can_shard, embed_images, embed_texts, map_sharded
-from ..retrieval import retrieval_ranks
+from ..embed import can_shard, embed_images, embed_texts, map_sharded, to_model
+from ..retrieval import RetrievalRanks, retrieval_ranks
 from ._data import as_captions, indexed_rows, iter_batches
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -23,6 +27,7 @@ from .errors import EvaluationError
 class RetrievalParams(TaskParams):
     chunk_size: int = Field(1024, ge=1, description="queries scored per step (memory: chunk_size x gallery)")
     recall_at: tuple[int, ...] = Field((1, 5, 10), min_length=1, description="the K of recall@K")
+    rerank_k: int = Field(0, ge=0, description="re-rank each query's top k by the ITM head (0: contrastive only)")
     ties: Literal["pessimistic", "optimistic"] = Field(
         "pessimistic", description="incorrect items scoring equal to the correct one rank above it (pessimistic)"
     )
@@ -48,12 +53,27 @@ class RetrievalTask(EvaluationTask):
                     f"retrieval: {type(model).__name__} has no {method}(); retrieval needs a model that embeds "
                     "images and texts into one space (an mmzoo model, CLIP...)"
                 )
+        if params.rerank_k and not _has_itm(model):
+            raise EvaluationError(
+                f"retrieval: rerank_k {params.rerank_k} re-ranks by the ITM head, but {type(model).__name__} has no "
+                "`itm` objective / score_pairs(); train one (e.g. mm-albef-tiny) or set rerank_k: 0"
+            )
         images, texts, owners = self.embed(model, processor, dataset, params)
-        ranks = retrieval_ranks(images, texts, torch.tensor(owners, device=images.device),
-                                chunk_size=params.chunk_size, max_k=0, ties=params.ties)
-        metrics = load_metric("retrieval_recall").compute(**ranks.metric_inputs(), recall_at=params.recall_at,
-                                                          ties=params.ties)
+        owner = torch.tensor(owners, device=images.device)
+        ranks = retrieval_ranks(images, texts, owner, chunk_size=params.chunk_size, max_k=params.rerank_k,
+                                ties=params.ties)
+        recall = load_metric("retrieval_recall")
+        metrics = recall.compute(**ranks.metric_inputs(), recall_at=params.recall_at, ties=params.ties)
         protocol = {"similarity": "cosine", "num_images": images.shape[0], "num_texts": texts.shape[0]}
+        if params.rerank_k:
+            pil_images, all_texts = [], []
+            for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
+                pil_images += list(batch["image"])
+                all_texts += [t for j, c in enumerate(batch["captions"]) for t in as_captions(c, start + j)]
+            reranked = itm_rerank(model, processor, pil_images, all_texts, owner.cpu(), ranks, params.batch_size)
+            extra = recall.compute(**reranked.metric_inputs(), recall_at=params.recall_at, ties=params.ties)
+            metrics.update({f"itm_rerank_{key}": value for key, value in extra.items()})
+            protocol["rerank"] = {"by": "itm", "k": params.rerank_k}
         return TaskResult(metrics, protocol)
 
     def embed(self, model, processor, dataset, params: RetrievalParams):
@@ -77,3 +97,51 @@ class RetrievalTask(EvaluationTask):
         text_embeds = map_sharded(lambda rows: embed_texts(model, processor, [texts[i] for i in rows],
                                                            params.batch_size), len(texts), params.batch_size)
         return images, text_embeds, owners
+
+def _has_itm(model) -> bool:
+    return callable(getattr(model, "score_pairs", None)) and "itm" in (getattr(model, "objectives", None) or {})
+
+
+@torch.inference_mode()
+def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, batch_size: int) -> RetrievalRanks:
+    """Ranks after re-ordering each query's contrastive top k by the ITM match probability (ALBEF, BLIP).
+
+    A query whose correct item is in its top k gets ``1 + #(wrong items in the top k scoring higher)``; the others
+    keep their contrastive rank (which is > k)."""
+    t2i_top, i2t_top = ranks.text_to_image_topk.cpu(), ranks.image_to_text_topk.cpu()
+    text_inputs = to_model(processor(text=list(texts), return_tensors="pt", padding=True), model)
+    image_inputs = to_model(processor(images=list(images), return_tensors="pt"), model)
+
+    def score(pairs: torch.Tensor) -> torch.Tensor:  # pairs (N, 2) of (image, text) -> P(match) (N,)
+        out = []
+        for chunk in pairs.split(max(1, batch_size) * 8):
+            img, txt = chunk[:, 0].unique(), chunk[:, 1].unique()
+            img_pos = torch.full((len(images),), -1, dtype=torch.long)
+            txt_pos = torch.full((len(texts),), -1, dtype=torch.long)
+            img_pos[img], txt_pos[txt] = torch.arange(len(img)), torch.arange(len(txt))
+            local = torch.stack([img_pos[chunk[:, 0]], txt_pos[chunk[:, 1]]], dim=1)
+            out.append(model.score_pairs(
+                input_ids=text_inputs["input_ids"][txt.to(text_inputs["input_ids"].device)],
+                attention_mask=text_inputs["attention_mask"][txt.to(text_inputs["input_ids"].device)],
+                pixel_values=image_inputs["pixel_values"][img.to(image_inputs["pixel_values"].device)],
+                pairs=local, batch_size=batch_size,
+            ).cpu())
+        return torch.cat(out)
+
+    k_t2i, k_i2t = t2i_top.shape[1], i2t_top.shape[1]
+    text_rows = torch.arange(len(texts)).repeat_interleave(k_t2i)
+    t2i_scores = score(torch.stack([t2i_top.flatten(), text_rows], dim=1)).view(len(texts), k_t2i)
+    correct = t2i_top == owner[:, None]
+    t2i = ranks.text_to_image.cpu().clone()
+    hit = correct.any(dim=1)
+    best = torch.where(correct, t2i_scores, torch.full_like(t2i_scores, -1.0)).amax(dim=1)
+    t2i[hit] = 1 + ((t2i_scores > best[:, None]) & ~correct).sum(dim=1)[hit]
+
+    image_rows = torch.arange(len(images)).repeat_interleave(k_i2t)
+    i2t_scores = score(torch.stack([image_rows, i2t_top.flatten()], dim=1)).view(len(images), k_i2t)
+    correct = owner[i2t_top] == torch.arange(len(images))[:, None]
+    i2t = ranks.image_to_text.cpu().clone()
+    hit = correct.any(dim=1)
+    best = torch.where(correct, i2t_scores, torch.full_like(i2t_scores, -1.0)).amax(dim=1)
+    i2t[hit] = 1 + ((i2t_scores > best[:, None]) & ~correct).sum(dim=1)[hit]
+    return RetrievalRanks(image_to_text=i2t, text_to_image=t2i)

@@ -9,6 +9,15 @@ Two ways to answer, picked from the model:
 
 Data: ``question`` (str) + ``answers`` (list[str]) per row, or ``questions`` (list[str]) + ``answers``
 (list[list[str]]) per image as in the built-in ``shapes``; every question of an evaluated row counts.
+
+Reported next to ``vqa_accuracy``:
+
+* ``vqa_accuracy_<type>`` per question type, when the data has ``question_type`` / ``question_types`` (``shapes``:
+  color, shape, size, position, count, exists);
+* ``image_ablation_accuracy``: the same questions answered with the images shuffled across the evaluated rows
+  (a seeded derangement: no question keeps its own image), ``image_ablation_drop`` = accuracy minus that, and
+  ``blind`` = 1 when the drop is below ``blind_margin``: a model that scores as well without its image answers from
+  the question alone (a question-type prior), and the protocol's ``verdict`` says so.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ import torch
 from pydantic import Field
 
 from ...modeling.heads import MmzooForConditionalGeneration, MmzooForVisualQuestionAnswering
-from ..embed import can_shard, map_sharded, synced_generation, to_model
-from ._data import column_names, indexed_rows, iter_batches
+from ..embed import map_sharded, synced_generation, to_model
+from ._data import column_names, iter_batches
 from ._heads import as_head, describe_model, objective_types
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
@@ -28,6 +37,9 @@ class VqaParams(TaskParams):
     batch_size: int = Field(32, ge=1, description="questions per forward pass")
     max_new_tokens: int = Field(8, ge=1, description="generation: answer length limit in tokens")
     num_beams: int = Field(1, ge=1, description="generation: 1 = greedy")
+    image_ablation: bool = Field(True, description="also answer with the images shuffled across the rows")
+    blind_margin: float = Field(0.05, ge=0.0, le=1.0, description="accuracy drop below which the model is 'blind'")
+    seed: int = Field(0, description="seed of the image shuffle of the ablation")
 
 
 @register_task("vqa")
@@ -41,38 +53,34 @@ class VqaTask(EvaluationTask):
     def run(self, model, processor, dataset, params: VqaParams) -> TaskResult:
         answer, mode = _answerer(model, processor, params)
         columns = _qa_columns(dataset)
+        type_column = _type_column(dataset, columns)
+        rows = []  # (image, [(question, answers, type)]) per evaluated row
+        wanted = columns + ((type_column,) if type_column else ())
+        for start, batch in iter_batches(dataset, wanted, params.batch_size, params.max_samples):
+            rows += _rows_qa(batch, columns, type_column, start)
+        predictions, references, types = _answer_rows(answer, rows, list(range(len(rows))), params.batch_size)
         metric = load_metric("vqa_accuracy")
-        num_questions = 0
-        if can_shard(dataset):  # each rank answers its shard of the questions; the answers are gathered
-            data = indexed_rows(dataset, columns, params.max_samples)
-            texts = data.select_columns(list(columns[1:]))  # questions and answers, no image decoding
-            owners, questions, answers = [], [], []
-            for start, batch in iter_batches(texts, columns[1:], 1024):
-                for j, (question, answer_list) in enumerate(zip(batch[columns[1]], batch[columns[2]])):
-                    _, qs, ans = _flatten_qa({"image": [None], columns[1]: [question], columns[2]: [answer_list]},
-                                             columns, start + j)
-                    owners += [start + j] * len(qs)
-                    questions += qs
-                    answers += ans
-
-            def answer_rows(rows):
-                images = data.select_columns(["image"])[sorted(set(owners[i] for i in rows))]["image"]
-                by_row = dict(zip(sorted(set(owners[i] for i in rows)), images))
-                return answer([by_row[owners[i]] for i in rows], [questions[i] for i in rows])
-
-            predictions = map_sharded(answer_rows, len(questions), params.batch_size)
-            metric.add_batch(predictions=predictions, references=answers)
-            num_questions = len(questions)
-        else:
-            for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
-                images, questions, answers = _flatten_qa(batch, columns, start)
-                for i in range(0, len(questions), params.batch_size):
-                    part = slice(i, i + params.batch_size)
-                    predictions = answer(images[part], questions[part])
-                    metric.add_batch(predictions=predictions, references=answers[part])
-                num_questions += len(questions)
-        metrics = metric.compute()
-        protocol = {"mode": mode, "num_questions": num_questions}
+        metrics = metric.compute(predictions=predictions, references=references)
+        for kind in sorted(set(types) - {None}):
+            picked = [i for i, t in enumerate(types) if t == kind]
+            metrics[f"vqa_accuracy_{kind}"] = metric.compute(
+                predictions=[predictions[i] for i in picked], references=[references[i] for i in picked]
+            )["vqa_accuracy"]
+        protocol = {"mode": mode, "num_questions": len(predictions)}
+        if params.image_ablation and len(rows) > 1:
+            order = _derangement(len(rows), params.seed)
+            shuffled, _, _ = _answer_rows(answer, rows, order, params.batch_size)
+            ablated = metric.compute(predictions=shuffled, references=references)["vqa_accuracy"]
+            drop = metrics["vqa_accuracy"] - ablated
+            metrics.update(image_ablation_accuracy=ablated, image_ablation_drop=drop,
+                           blind=float(drop < params.blind_margin))
+            protocol["image_ablation"] = {"images": "shuffled across the evaluated rows (seeded derangement)",
+                                          "seed": params.seed, "blind_margin": params.blind_margin}
+            protocol["verdict"] = (
+                f"blind: accuracy drops by only {drop:.3f} when the images are shuffled, the answers come from the "
+                "questions alone" if drop < params.blind_margin else
+                f"looks at the image: accuracy drops by {drop:.3f} when the images are shuffled"
+            )
         if mode == "generation":
             protocol["decoding"] = {"max_new_tokens": params.max_new_tokens, "num_beams": params.num_beams,
                                     "do_sample": False, "prompt": "question"}
@@ -94,22 +102,58 @@ def _qa_columns(dataset) -> tuple[str, str, str]:
     )
 
 
-def _flatten_qa(batch, columns, start: int) -> tuple[list, list[str], list[list[str]]]:
-    """One (image, question, answers) triple per question of the batch."""
-    images, questions, answers = [], [], []
+def _type_column(dataset, columns) -> str | None:
+    """The question-type column matching the question column's layout, if the data has one."""
+    names = column_names(dataset) or ()
+    wanted = "question_type" if columns[1] == "question" else "question_types"
+    return wanted if wanted in names else None
+
+
+def _rows_qa(batch, columns, type_column, start: int) -> list[tuple]:
+    """One ``(image, [(question, answers, type), ...])`` per row of the batch."""
+    out = []
     for j, (image, question, answer) in enumerate(zip(*(batch[c] for c in columns))):
+        kind = batch[type_column][j] if type_column else None
         if columns[1] == "question":
-            question, answer = [question], [answer]
-        if len(question) != len(answer):
-            raise EvaluationError(f"vqa: row {start + j} has {len(question)} questions but {len(answer)} answer lists")
-        for q, a in zip(question, answer):
+            question, answer, kind = [question], [answer], [kind]
+        kind = list(kind) if kind else [None] * len(question)
+        if len(question) != len(answer) or len(kind) != len(question):
+            raise EvaluationError(
+                f"vqa: row {start + j} has {len(question)} questions, {len(answer)} answer lists and {len(kind)} "
+                "question types; they must line up"
+            )
+        qa = []
+        for q, a, t in zip(question, answer, kind):
             a = [a] if isinstance(a, str) else list(a or [])
             if not isinstance(q, str) or not a:
                 raise EvaluationError(f"vqa: row {start + j}: question {q!r} needs a text and at least one answer")
-            images.append(image)
-            questions.append(q)
-            answers.append(a)
-    return images, questions, answers
+            qa.append((q, a, t))
+        out.append((image, qa))
+    return out
+
+
+def _answer_rows(answer, rows, image_of, batch_size: int):
+    """Answer every question of ``rows``, row i's questions asked about the image of row ``image_of[i]``."""
+    images, questions, references, types = [], [], [], []
+    for i, (_, qa) in enumerate(rows):
+        for question, answers, kind in qa:
+            images.append(rows[image_of[i]][0])
+            questions.append(question)
+            references.append(answers)
+            types.append(kind)
+    # each rank answers its shard of the questions; the answers are gathered (single process: all of them)
+    predictions = map_sharded(lambda rows: answer([images[i] for i in rows], [questions[i] for i in rows]),
+                              len(questions), batch_size)
+    return list(predictions), references, types
+
+
+def _derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation of ``range(n)`` without fixed points (a random cyclic shift of a random order)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    image_of = [0] * n
+    for t, row in enumerate(order):
+        image_of[row] = order[(t + 1) % n]
+    return image_of
 
 
 def _answerer(model, processor, params: VqaParams):
