@@ -66,9 +66,9 @@ def test_calibration_leaves_no_trace():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-def test_auto_is_the_default_and_resolves_to_trainer_flags(tiny_recipe, tmp_path):
-    recipe = tiny_recipe()
-    assert recipe.training.precision == "auto"
+def test_auto_resolves_to_trainer_flags(tiny_recipe, tmp_path):
+    assert tiny_recipe().training.precision == "fp32"  # the default: reproducible whatever the timing
+    recipe = tiny_recipe("training.precision=auto")
     assert not training_arguments(recipe, tmp_path).bf16  # unresolved auto: fp32
     assert training_arguments(recipe, tmp_path, precision="bf16").bf16
 
@@ -76,7 +76,8 @@ def test_auto_is_the_default_and_resolves_to_trainer_flags(tiny_recipe, tmp_path
 def test_run_writes_and_prints_the_choice(tiny_recipe, tmp_path, capsys):
     from mmzoo.train import train
 
-    result = train(tiny_recipe("training.max_steps=1", "training.save_steps=null"), progress=False)
+    result = train(tiny_recipe("training.max_steps=1", "training.save_steps=null", "training.precision=auto"),
+                   progress=False)
     data = json.loads((result.run_dir / P.PRECISION_FILE).read_text())
     assert data["requested"] == "auto" and data["precision"] in ("fp32", "bf16") and data["reason"]
     if data["hardware_bf16"]:  # this machine can run bf16: the calibration was measured and recorded
