@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import torch
 from PIL import Image
 
@@ -24,3 +26,10 @@ def images(n: int = 4, size: int = 40) -> list[Image.Image]:
 
 def batch(processor, n: int = 4):
     return processor(text=CAPTIONS[:n], images=images(n))
+
+
+def free_port() -> int:
+    """A free localhost TCP port for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -4,7 +4,6 @@ single-process metrics (retrieval, zero-shot, ITM, VQA classification and genera
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mmzoo.builder import build_config
 from mmzoo.data import BuiltinSourceSpec, load_source
 from mmzoo.eval import run_evaluation
 from mmzoo.modeling import MmzooForVisualQuestionAnswering
+from tests.common import free_port as _free_port
 from tests.objectives.helpers import tiny_spec
 
 WORLD = 2
@@ -66,12 +66,6 @@ def _worker(rank: int, port: int, out_dir: str, cases, shapes) -> None:
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

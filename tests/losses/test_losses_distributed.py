@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mmzoo.losses._distributed import equal_batch_sizes, gather_with_grad, world_info
 from mmzoo.losses.functional import contrastive_loss, sigmoid_loss
 from mmzoo.losses.grad_cache import grad_cache_step
+from tests.common import free_port as _free_port
 
 WORLD = 2
 GLOBAL_BATCH = 8
@@ -159,12 +159,6 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 import mmzoo
+from tests.common import free_port as _free_port
 
 WORLD, STEPS, PER_RANK = 2, 5, 4
 PRESETS = ("mm-clip-tiny", "mm-siglip-tiny", "mm-albef-tiny")
@@ -106,12 +106,6 @@ def _worker(rank: int, port: int, out_dir: str, shapes, presets) -> None:
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _launch(tmp_path_factory, presets):
