@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 
 import torch
@@ -33,3 +35,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def private_mmzoo_cache(folder):
+    """MMZOO_CACHE (inherited by subprocesses) set to ``folder`` and progress bars off, restored afterwards:
+    builtin datasets are generated there, never in the user's home."""
+    old = os.environ.get("MMZOO_CACHE")
+    os.environ["MMZOO_CACHE"] = str(folder)
+    os.environ.setdefault("MMZOO_DISABLE_PROGRESS_BARS", "1")
+    try:
+        yield str(folder)
+    finally:
+        if old is None:
+            os.environ.pop("MMZOO_CACHE", None)
+        else:
+            os.environ["MMZOO_CACHE"] = old

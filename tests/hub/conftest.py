@@ -3,11 +3,12 @@ trained once per session on first use and copied for each test that changes them
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.common import private_mmzoo_cache
 
 TINY = Path(__file__).parents[2] / "recipes" / "tiny"
 COMMON = ["training.max_steps=2", "training.save_steps=null", "training.logging_steps=1", "hub.license=mit",
@@ -26,14 +27,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 @pytest.fixture(scope="session")
 def hub_cache(tmp_path_factory):
     """Builtin datasets are generated into a temporary MMZOO_CACHE (inherited by subprocesses)."""
-    old = os.environ.get("MMZOO_CACHE")
-    os.environ["MMZOO_CACHE"] = str(tmp_path_factory.mktemp("mmzoo_cache"))
-    os.environ.setdefault("MMZOO_DISABLE_PROGRESS_BARS", "1")
-    yield os.environ["MMZOO_CACHE"]
-    if old is None:
-        os.environ.pop("MMZOO_CACHE", None)
-    else:
-        os.environ["MMZOO_CACHE"] = old
+    with private_mmzoo_cache(tmp_path_factory.mktemp("mmzoo_cache")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

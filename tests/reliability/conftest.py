@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.common import private_mmzoo_cache
+
 REPO = Path(__file__).parents[2]
 TINY = REPO / "recipes" / "tiny"
 # 16 samples / batch 4: 4 steps per epoch; checkpoints at 2 and 4, only the newest complete one kept
@@ -19,14 +21,8 @@ FAST = ["data.eval=null", "evaluation=[]", "training.max_steps=4", "training.sav
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    old = os.environ.get("MMZOO_CACHE")
-    os.environ["MMZOO_CACHE"] = str(tmp_path_factory.mktemp("mmzoo_cache"))
-    os.environ.setdefault("MMZOO_DISABLE_PROGRESS_BARS", "1")
-    yield
-    if old is None:
-        os.environ.pop("MMZOO_CACHE", None)
-    else:
-        os.environ["MMZOO_CACHE"] = old
+    with private_mmzoo_cache(tmp_path_factory.mktemp("mmzoo_cache")):
+        yield
 
 
 def tiny(out: Path, *overrides: str, name: str = "clip-coco"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.common import private_mmzoo_cache
 
 REPO = Path(__file__).parents[2]
 TINY = REPO / "recipes" / "tiny"
@@ -15,14 +16,8 @@ TINY = REPO / "recipes" / "tiny"
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Builtin datasets are generated into a temporary MMZOO_CACHE (inherited by subprocesses)."""
-    old = os.environ.get("MMZOO_CACHE")
-    os.environ["MMZOO_CACHE"] = str(tmp_path_factory.mktemp("mmzoo_cache"))
-    os.environ.setdefault("MMZOO_DISABLE_PROGRESS_BARS", "1")
-    yield
-    if old is None:
-        os.environ.pop("MMZOO_CACHE", None)
-    else:
-        os.environ["MMZOO_CACHE"] = old
+    with private_mmzoo_cache(tmp_path_factory.mktemp("mmzoo_cache")):
+        yield
 
 
 @pytest.fixture

@@ -10,15 +10,9 @@ from transformers import TrainingArguments
 import mmzoo
 from mmzoo.train.trainer import MmzooTrainer
 
+from .test_grad_cache import one_thread  # noqa: F401  (autouse fixture: one thread for tiny models)
+
 BATCH = 6
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(preset: str = "mm-clip-tiny", dropout: float = 0.2):
