@@ -46,6 +46,7 @@ class Fusion(nn.Module):
 
     pair_dim: int | None = None
     text_token_dim: int | None = None
+    image_token_dim: int | None = None  # width of FusionOutput.image_tokens (VQA readout)
 
     def __init__(self, spec, dims: ModelDims, config=None) -> None:
         super().__init__()
