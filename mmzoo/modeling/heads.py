@@ -263,6 +263,8 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
     multiplied by num_answers, as ViLT does. ``config.id2label`` is set from the answer vocabulary.
     """
 
+    head_prefixes = ("vqa_head.", "vqa_readout.")  # weights this class adds on top of MmzooModel's
+
     def __init__(self, config: MmzooConfig) -> None:
         spec = config.model_spec()
         if "pair_embedding" not in spec.fusion.provides:
