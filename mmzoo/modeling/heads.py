@@ -258,7 +258,10 @@ class QuestionReadout(nn.Module):
 class MmzooForVisualQuestionAnswering(MmzooModel):
     """Answer classification over ``config.answer_vocab`` from the fusion's pair embedding (ViLT/VisualBERT style).
 
-    Head: Linear(pair_dim, 2 pair_dim) -> GELU -> LayerNorm -> Linear(num_answers). ``labels`` are soft VQA scores
+    Head: ``[pair embedding; QuestionReadout(fused tokens)]`` -> Linear(2 width) -> GELU -> LayerNorm ->
+    Linear(num_answers), the readout being the question attending over the fused text and image tokens (measured
+    on `shapes`, single_stream, 1 seed: 0.763 vs 0.647 held-out accuracy at 500 steps with the pair embedding
+    alone). ``labels`` are soft VQA scores
     (batch, num_answers) in [0, 1] (or answer indices (batch,)); loss = BCE-with-logits averaged over entries and
     multiplied by num_answers, as ViLT does. ``config.id2label`` is set from the answer vocabulary.
     """
