@@ -214,6 +214,16 @@ class MmzooModel(MmzooPreTrainedModel):
         for step in TRAINABILITY_STEPS:
             step(self, spec)
 
+    def unreached_modules(self, spec) -> list[nn.Module]:
+        """Modules that this class's training loss never reaches, frozen by ``freeze_unreached`` so that every
+        trainable parameter gets a gradient (DDP with ``find_unused_parameters=False``, ZeRO, FSDP): the towers'
+        projections when no fusion or objective of the spec reads the projected embeddings with a gradient
+        (``trains_projections``; e.g. mlm + itm, whose hard-negative sampling reads them without one). They keep
+        their weights (saved and loaded as before); they were never updated anyway."""
+        if spec.trains_projections:
+            return []
+        return [t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None]
+
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
         """The text tower's token embeddings."""
@@ -409,9 +419,23 @@ def adapter_trainability(model: MmzooModel, spec) -> None:
             set_lora_trainability((model.text_tower if enc.modality == "text" else model.vision_tower).model, enc)
 
 
+def freeze_unreached(model: MmzooModel, spec) -> None:
+    """Freeze the parameters of ``model.unreached_modules(spec)`` that no other part of the model shares."""
+    unreached = model.unreached_modules(spec)
+    if not unreached:
+        return
+    prefixes = {name for name, module in model.named_modules() if any(module is m for m in unreached)}
+    reached = {id(p) for name, p in model.named_parameters(remove_duplicate=False)
+               if not any(name.startswith(f"{prefix}.") for prefix in prefixes)}
+    for module in unreached:
+        for p in module.parameters():
+            if id(p) not in reached:
+                p.requires_grad_(False)
+
+
 # (model, spec) -> None steps of MmzooModel.apply_trainability, in order
 TRAINABILITY_STEPS: list[Callable[[MmzooModel, Any], None]] = [freeze_towers, adapter_trainability,
-                                                                component_trainability]
+                                                                component_trainability, freeze_unreached]
 
 
 def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:

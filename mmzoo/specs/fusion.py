@@ -27,6 +27,8 @@ class FusionSpecBase(SpecBase):
     type: str
     provides: ClassVar[frozenset[str]] = frozenset()
     needs_objective: ClassVar[str | None] = None
+    # it reads the towers' projected embeddings with a gradient (see ``ObjectiveSpecBase.trains_projections``)
+    trains_projections: ClassVar[bool] = False
 
 
 class TransformerFusionSpec(FusionSpecBase):
@@ -106,6 +108,7 @@ class GatedFusionSpec(FusionSpecBase):
     hidden_size: int = Field(128, gt=0, description="width of the gate's scoring MLP")
     dropout: float = Field(0.0, ge=0, lt=1)
     provides: ClassVar[frozenset[str]] = frozenset({"pair_embedding"})
+    trains_projections: ClassVar[bool] = True  # gates the projected embeddings
 
 
 @FUSION_SPECS.register("adversarial")
@@ -118,6 +121,7 @@ class AdversarialFusionSpec(FusionSpecBase):
     grl_lambda: float = Field(1.0, gt=0, description="scale of the reversed gradient")
     provides: ClassVar[frozenset[str]] = frozenset({"discriminator"})
     needs_objective: ClassVar[str | None] = "adversarial"
+    trains_projections: ClassVar[bool] = True  # the discriminator reads the projected embeddings
 
 
 class TeacherSpec(SpecBase):

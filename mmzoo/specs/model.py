@@ -48,6 +48,11 @@ class ModelSpec(SpecBase):
         """True when an objective gives image-text similarity logits (retrieval, zero-shot)."""
         return any(o.scores_pairs for o in self.objectives)
 
+    @property
+    def trains_projections(self) -> bool:
+        """True when the fusion or an objective reads the projected embeddings with a gradient."""
+        return self.fusion.trains_projections or any(o.trains_projections for o in self.objectives)
+
     # -- cross-field rules -----------------------------------------------------------------------------------
     @model_validator(mode="after")
     def _one_encoder_per_modality(self) -> ModelSpec:

@@ -31,6 +31,9 @@ class ObjectiveSpecBase(SpecBase):
     pair_scores: ClassVar[str | None] = None
     # its loss reads only the two towers' projected embeddings (so gradient caching can chunk the batch)
     embeddings_only: ClassVar[bool] = False
+    # its loss reaches the towers' projections (reads the projected embeddings with a gradient); when no component
+    # of a spec does, the model freezes the projections (see ``MmzooModel.unreached_modules``)
+    trains_projections: ClassVar[bool] = False
 
 
 @OBJECTIVE_SPECS.register("contrastive")
@@ -46,6 +49,7 @@ class ContrastiveSpec(ObjectiveSpecBase):
     scores_pairs: ClassVar[bool] = True
     pair_scores: ClassVar[str | None] = "softmax"
     embeddings_only: ClassVar[bool] = True
+    trains_projections: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("sigmoid")
@@ -63,6 +67,7 @@ class SigmoidSpec(ObjectiveSpecBase):
     scores_pairs: ClassVar[bool] = True
     pair_scores: ClassVar[str | None] = "sigmoid"
     embeddings_only: ClassVar[bool] = True
+    trains_projections: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("itm")
@@ -105,6 +110,7 @@ class DistillationSpec(ObjectiveSpecBase):
     loss: Literal["kl", "cosine"] = "kl"
     temperature: float = Field(1.0, gt=0)
     requires: ClassVar[frozenset[str]] = frozenset({"teachers"})
+    trains_projections: ClassVar[bool] = True  # the students are the projected embeddings
 
 
 @OBJECTIVE_SPECS.register("adversarial")
