@@ -59,7 +59,7 @@ def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]
     kinds = {
         "fusion": FUSION_SPECS.list(),
         "objective": OBJECTIVE_SPECS.list(),
-        "pooling": sorted([*POOLERS.list(), "attention"]),
+        "pooling": POOLERS.list(),
         "preset": PRESETS.list(),
     }
     if kind is None:
