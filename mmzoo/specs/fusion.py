@@ -10,13 +10,13 @@ Each class declares ``provides``: the capabilities it offers to objectives (see 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from .._registry import ComponentRegistry
 from .base import SpecBase
-from .encoders import Pooling
+from .encoders import Pooling, TowerSourceSpec
 
 # one entry per fusion tag: spec class (+ its declared capabilities) and, once mmzoo.fusion is imported, builder
 FUSION_COMPONENTS = ComponentRegistry("fusion")
@@ -124,21 +124,15 @@ class AdversarialFusionSpec(FusionSpecBase):
     trains_projections: ClassVar[bool] = True  # the discriminator reads the projected embeddings
 
 
-class TeacherSpec(SpecBase):
-    """A frozen teacher tower for one modality (any HF model)."""
+class TeacherSpec(TowerSourceSpec):
+    """A frozen teacher tower for one modality (any HF model): a tower source (:class:`TowerSourceSpec`) that is
+    pretrained and mean-pooled by default."""
 
-    model: str | None = None
-    config: dict[str, Any] | None = None
-    pretrained: bool = True
+    pretrained: bool = Field(True, description="load the teacher's weights from `model`")
     pooling: Pooling = "mean"
 
-    @model_validator(mode="after")
-    def _source(self):
-        if self.model is None and self.config is None:
-            raise ValueError("a teacher needs `model:` (HF id or path) or `config:`")
-        if self.pretrained and self.model is None:
-            raise ValueError("a pretrained teacher needs `model:`; set it or use pretrained: false")
-        return self
+    def _label(self) -> str:
+        return "a teacher"
 
 
 @FUSION_SPECS.register("distillation")
