@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ..errors import SpecError
 from ..utils.redact import bound_message, show_value
@@ -17,10 +19,44 @@ SPEC_VERSION = 1
 S = TypeVar("S", bound="SpecBase")
 
 
+class Renamed(NamedTuple):
+    """A deprecated spec key: read as ``new`` = ``convert(old value)`` (``how`` says the conversion)."""
+
+    new: str
+    convert: Callable[[Any], Any]
+    how: str
+
+
 class SpecBase(BaseModel):
     """Base of every spec: unknown keys are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # deprecated keys this spec still reads (spec files and the config.json of saved models keep loading)
+    renamed_keys: ClassVar[dict[str, Renamed]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_renamed_keys(cls, data: Any) -> Any:
+        if not cls.renamed_keys or not isinstance(data, dict) or not any(k in data for k in cls.renamed_keys):
+            return data
+        data = dict(data)
+        for old, rename in cls.renamed_keys.items():
+            if old not in data:
+                continue
+            value = data.pop(old)
+            try:
+                converted = rename.convert(value)
+            except (TypeError, ValueError, ArithmeticError):
+                raise ValueError(f"{old} (deprecated, read as {rename.new} = {rename.how}): cannot convert "
+                                 f"{value!r}; write {rename.new} instead") from None
+            given = data.get(rename.new, cls.model_fields[rename.new].default)
+            if rename.new in data and given != cls.model_fields[rename.new].default and given != converted:
+                raise ValueError(f"{old} (deprecated) = {value!r} and {rename.new} = {given!r} disagree "
+                                 f"({rename.new} = {rename.how}); keep only {rename.new}")
+            data[rename.new] = converted
+            warnings.warn(f"spec key `{old}: {value!r}` is deprecated and read as `{rename.new}: {converted:.6g}` "
+                          f"({rename.how}); write `{rename.new}` instead", FutureWarning, stacklevel=2)
+        return data
 
     @classmethod
     def from_dict(cls: type[S], data: Any, *, source: str | None = None) -> S:
@@ -57,6 +93,17 @@ class SpecBase(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def deprecated_keys() -> set[str]:
+    """Every deprecated key some spec class still reads (``renamed_keys``)."""
+    found: set[str] = set()
+    stack = [SpecBase]
+    while stack:
+        cls = stack.pop()
+        found.update(cls.__dict__.get("renamed_keys", {}))
+        stack.extend(cls.__subclasses__())
+    return found
 
 
 def dotted(loc: tuple[Any, ...], data: Any = None) -> str:
