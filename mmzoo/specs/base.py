@@ -135,10 +135,13 @@ def _last_key(loc: tuple[Any, ...]) -> Any:
     return next((item for item in reversed(loc) if isinstance(item, str)), None)
 
 
-def format_validation_error(err: ValidationError, *, source: str | None = None, data: Any = None) -> str:
-    """One line per problem: ``file → dotted.key: message (got value)``."""
-    where = f"{source} → " if source else ""
-    lines = [f"invalid {err.title} spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+def validation_problems(err: ValidationError, data: Any = None, *, whole: str = "",
+                        schema_hint: bool = True) -> list[str]:
+    """One ``dotted.key: message (got value)`` line per problem of ``err``: tagged-union hops dropped, values
+    shown redacted and bounded, pydantic's wording replaced for unknown keys and unknown ``type`` tags.
+    ``whole`` names a problem of the whole object (a cross-field rule, whose message names its keys itself);
+    ``schema_hint`` points unknown keys at ``mmzoo schema`` (for specs; other callers list what is accepted)."""
+    problems = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
@@ -153,9 +156,17 @@ def format_validation_error(err: ValidationError, *, source: str | None = None, 
             msg += f" (did you mean {close[0]!r}?)" if close else ""
             got_text = ""
         if e["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling against `mmzoo schema`"
-        key = dotted(loc, data)
+            msg = "unknown key; remove it or check its spelling" + (" against `mmzoo schema`" if schema_hint else "")
+        key = dotted(loc, data) or whole
         if not key:  # a cross-field rule: its message starts with the dotted key(s) it concerns
             got_text = ""
-        lines.append(f"  {where}{key + ': ' if key else ''}{msg}{got_text}")
+        problems.append(f"{key + ': ' if key else ''}{msg}{got_text}")
+    return problems
+
+
+def format_validation_error(err: ValidationError, *, source: str | None = None, data: Any = None) -> str:
+    """One line per problem: ``file → dotted.key: message (got value)``."""
+    where = f"{source} → " if source else ""
+    lines = [f"invalid {err.title} spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+    lines += [f"  {where}{problem}" for problem in validation_problems(err, data)]
     return bound_message("\n".join(lines))

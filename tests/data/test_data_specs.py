@@ -73,7 +73,7 @@ def test_every_source_kind_parses(cls, fields):
         ({"source": "json", "files": "a", "on_bad_sample": "ignore"}, "on_bad_sample"),
         ({"source": "builtin", "name": "shapez"}, r"unknown builtin dataset 'shapez'; did you mean 'shapes'"),
         ({"source": "builtin", "name": "shapes", "params": {"nsamples": 3}},
-         r"nsamples: Extra inputs.*Accepted params"),
+         r"nsamples: unknown key.*Accepted params"),
         ({"source": "builtin", "name": "shapes", "params": {"split": "test"}},
          r"params.split='test'\); move it to split:"),
         ({"source": "builtin", "name": "shapes", "image_size": 32, "params": {"image_size": 64}},
