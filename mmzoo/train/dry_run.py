@@ -66,7 +66,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..builder import build_processor, tower_config
+    from ..builder import build_processor, image_size_of
     from ..recipe import resolve_model_spec
     from .model import build_run_model
     from .run import check_image_size, resolved_recipe_yaml
@@ -78,8 +78,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
-    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", 224)
-    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = image_size_of(spec)
     seq_len = processor.max_length
     text = " ".join([_CAPTION] * (seq_len // 8 + 1))
     batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",

@@ -512,14 +512,13 @@ def check_text_tower(recipe, spec) -> None:
 
 def check_image_size(recipe, spec) -> None:
     """``data.*.image_size``, when set, must be the vision tower's input size (the processor resizes to it)."""
-    from ..builder import tower_config
+    from ..builder import image_size_of
 
     wanted = {role: s.image_size for role in ("train", "eval")
               if (s := getattr(recipe.data, role)) is not None and s.image_size is not None}
     if not wanted:
         return
-    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", None)
-    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = image_size_of(spec, default=None)
     for role, value in wanted.items():
         if size is not None and value != size:
             raise RecipeError(
