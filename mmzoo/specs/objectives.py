@@ -41,6 +41,10 @@ class ObjectiveSpecBase(SpecBase):
     # its loss reaches the towers' projections (reads the projected embeddings with a gradient); when no component
     # of a spec does, the model freezes the projections (see ``MmzooModel.unreached_modules``)
     trains_projections: ClassVar[bool] = False
+    # it scores a given (image, text) pair as a match (``model.score_pairs``; the card's matching head)
+    matches_pairs: ClassVar[bool] = False
+    # it trains a text decoder that generates from an image (``generate()``; the card's captioning head)
+    generates_text: ClassVar[bool] = False
 
     def learned_values(self, scalars: dict[str, float]) -> dict[str, float]:
         """What a trained model learned, for its card: ``{"temperature": tau, "bias": b}`` from this objective's
@@ -114,6 +118,7 @@ class ItmSpec(ObjectiveSpecBase):
     type: Literal["itm"] = "itm"
     hard_negatives: bool = Field(True, description="sample negatives by similarity; false samples uniformly")
     requires: ClassVar[frozenset[str]] = frozenset({"pair_embedding"})
+    matches_pairs: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("mlm")
@@ -137,6 +142,7 @@ class CaptioningSpec(ObjectiveSpecBase):
     max_length: int = Field(64, gt=1, description="longest caption (positions) the decoder handles")
     dropout: float = Field(0.1, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    generates_text: ClassVar[bool] = True
 
 
 @OBJECTIVE_SPECS.register("distillation")
