@@ -112,13 +112,11 @@ def check_data_source(recipe, role: str) -> str:
     unknown column or unreadable image raises the data layer's error naming the source and the fix. Built-in
     datasets are generated on first use, so only their params are checked here."""
     from ..data import load_source
-    from ..data.builtin import BUILTIN_DATASETS, builtin_params
 
     spec = getattr(recipe.data, role)
-    if spec.source == "builtin":
-        BUILTIN_DATASETS.get(spec.name)
-        builtin_params(spec.name, spec.generator_params())
-        return f"data.{role}: built-in {spec.name!r} (generated on first use; params valid)"
+    note = spec.check_without_reading()  # generated sources (built-ins) are not read here
+    if note is not None:
+        return f"data.{role}: {note}"
     stream = spec.model_copy(update={"streaming": True})
     rows = list(load_source(stream, recipe.base_dir or ".").take(CHECKED_ROWS))
     if not rows:
