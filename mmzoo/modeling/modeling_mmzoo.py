@@ -14,9 +14,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
 
+from ..encoders.dims import TowersAndTokens
 from ..encoders.tower import Tower, TowerOutput, tower_model
 from ..errors import SpecError
-from ..fusion import FUSIONS, ModelDims
+from ..fusion import FUSIONS
 from ..objectives import OBJECTIVES, ObjectiveContext
 from .configuration_mmzoo import MmzooConfig
 from .outputs import MmzooOutput
@@ -110,10 +111,10 @@ def no_split_modules(model: nn.Module) -> set[str]:
 _PACKAGE = __name__.split(".")[0]
 
 
-def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelDims:
+def towers_and_tokens(config: MmzooConfig, text_width: int, image_width: int) -> TowersAndTokens:
     spec = config.model_spec()
     tokens = config.tokens or {}
-    return ModelDims(
+    return TowersAndTokens(
         text_width=text_width,
         image_width=image_width,
         embed_dim=spec.projection_dim_of("text"),
@@ -164,7 +165,7 @@ class MmzooModel(MmzooPreTrainedModel):
             tower_model(config.vision_config, image_spec.pooling), "image", image_spec.pooling,
             image_spec.projection, spec.projection_dim_of("image"),
         )
-        self.dims = model_dims(config, self.text_tower.width, self.vision_tower.width)
+        self.dims = towers_and_tokens(config, self.text_tower.width, self.vision_tower.width)
         self.fusion = FUSIONS.get(spec.fusion.type)(spec.fusion, self.dims, config)
         self.objectives = nn.ModuleDict(
             {o.type: OBJECTIVES.get(o.type)(o, self.dims, self.fusion) for o in spec.objectives}
