@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..specs import ModelSpec
-
-RUN_INFO = "run_info.json"
+from ..utils.files import RUN_INFO  # noqa: F401  (written by mmzoo.train.run_info, read by the card)
 
 
 def _tower(enc) -> str:
