@@ -25,6 +25,7 @@ NO_DROPOUT = [  # dropout masks would differ between one batch of 8 and two batc
     "model.overrides.encoders.text.config.hidden_dropout_prob=0.0",
     "model.overrides.encoders.text.config.attention_probs_dropout_prob=0.0",
     "data.eval=null", "evaluation=[]", "training.max_steps=2", "training.save_steps=null",
+    "training.precision=fp32",  # compared at different per-device batches (auto measures per batch shape)
 ]
 EVAL_OFF = ("data.eval=null", "evaluation=[]")
 
