@@ -65,13 +65,15 @@ class PrecisionChoice:
     speedup_bf16: float | None = None
     key: dict[str, Any] = field(default_factory=dict)  # what the measurement holds for (calibration_key)
     measured_at: str | None = None  # UTC time of the calibration
+    cached_from: str | None = None  # the machine's cache file the measurement was reused from (delete: remeasure)
 
     def summary(self) -> str:
         timing = ""
         if self.seconds_per_step:
             timing = (f" (calibration: fp32 {self.seconds_per_step['fp32']:.3f} s/step, bf16 "
                       f"{self.seconds_per_step['bf16']:.3f} s/step, bf16 speedup {self.speedup_bf16:.2f}x)")
-        return f"precision: {self.requested} -> {self.precision}: {self.reason}{timing}"
+        reused = f"; from {self.cached_from} (delete it to measure again)" if self.cached_from else ""
+        return f"precision: {self.requested} -> {self.precision}: {self.reason}{timing}{reused}"
 
 
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
@@ -220,8 +222,8 @@ def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = 
     key = calibration_key(model, batch, device)
     path = cache_path(key, cache_dir) if cache_dir is not None else None
     if path is not None and (cached := _read(path)) is not None and cached.key == key:
-        return replace(cached, reason=f"{cached.reason}; measured at {cached.measured_at} for this model, batch "
-                       f"shape and hardware, kept from {path} (delete it to measure again)")
+        return replace(cached, reason=f"{cached.reason} (measured at {cached.measured_at} for this model, batch "
+                       "shape and hardware, reused)", cached_from=str(path))
     times = calibrate(model, batch, steps)
     medians = {k: statistics.median(v) for k, v in times.items()}
     speedup = bf16_speedup(times)
@@ -231,6 +233,7 @@ def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = 
                              True, medians, times, speedup, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if path is not None:
         _write(choice, path)
+        logger.info("precision: auto: measurement cached in %s (delete it to measure again)", path)
     return choice
 
 

@@ -93,7 +93,7 @@ def test_run_writes_and_prints_the_choice(tiny_recipe, tmp_path, capsys):
                                   f"training.output_dir={tmp_path / 'again'}"), progress=False)
         kept = json.loads((again.run_dir / P.PRECISION_FILE).read_text())
         assert kept["precision"] == data["precision"] and kept["all_steps"] == data["all_steps"]
-        assert "kept from" in kept["reason"]
+        assert "reused" in kept["reason"] and kept["cached_from"]
 
 
 def test_the_calibration_steps_the_model_as_training_does(monkeypatch):
@@ -134,7 +134,8 @@ def test_a_measurement_is_cached_per_model_batch_shape_and_hardware(monkeypatch,
         again = P.choose_precision("auto", _Tiny(), {"x": torch.zeros(4, 8)}, cache_dir=tmp_path)
     finally:
         torch.set_num_threads(threads)
-    assert len(calls) == 1 and again.precision == "bf16" and "kept from" in again.reason
+    assert len(calls) == 1 and again.precision == "bf16" and "reused" in again.reason
+    assert again.cached_from.startswith(str(tmp_path)) and again.cached_from in again.summary()
     assert again.seconds_per_step == first.seconds_per_step
     P.choose_precision("auto", model, {"x": torch.randn(8, 8)}, cache_dir=tmp_path)  # another batch shape
     wider = torch.nn.Module()
