@@ -13,6 +13,7 @@ from .version import __version__
 _LAZY = {
     "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
     "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
+    "MmzooAudioProcessor": ".modeling",
     "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
     "load_adapters": ".adapters", "save_adapters": ".adapters",
 }
@@ -72,6 +73,7 @@ __all__ = [
     "MmzooConfig",
     "MmzooModel",
     "MmzooProcessor",
+    "MmzooAudioProcessor",
     "ModelSpec",
     "__version__",
     "build_config",
