@@ -12,6 +12,7 @@ from .version import __version__
 # public name -> module that defines it (imported on first use in the light mode below)
 _LAZY = {
     "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
+    "build_audio_processor": ".builder",
     "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
     "MmzooAudioProcessor": ".modeling",
     "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
@@ -79,6 +80,7 @@ __all__ = [
     "build_config",
     "build_model",
     "build_processor",
+    "build_audio_processor",
     "list_components",
     "list_presets",
     "load_adapters",

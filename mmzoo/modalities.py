@@ -50,7 +50,7 @@ MODALITIES.register("image", Modality(
     name="image", column="image", input_names=("pixel_values",), processor_argument="images",
     tower_attr="vision_tower", config_key="vision_config", embeds_field="image_embeds",
     logits_field="logits_per_image", output_field="vision_model_output", features_method="get_image_features",
-    pipeline_tag="zero-shot-image-classification", tags=("image-text",),
+    pipeline_tag="zero-shot-image-classification", tags=("vision-language",),
 ))
 MODALITIES.register("audio", Modality(
     name="audio", column="audio", input_names=("input_features", "input_values"), processor_argument="audio",

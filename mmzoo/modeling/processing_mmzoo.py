@@ -15,6 +15,7 @@ class MmzooProcessor(ProcessorMixin):
     """
 
     attributes = ["image_processor", "tokenizer"]
+    modality = "image"  # mmzoo.modalities: what the non-text input is
 
     def __init__(self, image_processor=None, tokenizer=None, max_length: int | None = None, **kwargs) -> None:
         self.max_length = max_length
@@ -59,6 +60,8 @@ class MmzooAudioProcessor(ProcessorMixin):
     ``processor(text=[...], audio=[waveform, ...], sampling_rate=16000)``; ``sampling_rate`` defaults to the
     feature extractor's and must equal it (resample first).
     """
+
+    modality = "audio"
 
     def __init__(self, feature_extractor=None, tokenizer=None, max_length: int | None = None, **kwargs) -> None:
         self.max_length = max_length
