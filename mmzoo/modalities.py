@@ -27,7 +27,7 @@ class Modality:
     tower_attr / config_key: the model's tower attribute and the MmzooConfig sub-config holding its HF config.
     embeds_field / logits_field / output_field: MmzooOutput fields (normalised embeddings, pair logits against
         the texts, the tower's own HF output). features_method: the CLIP-style ``get_*_features`` method.
-    pipeline_tag: the Hub / transformers zero-shot task; tags: card tags.
+    zero_shot_pipeline: the transformers pipeline task scoring an input against label texts; tags: card tags.
     """
 
     name: str
@@ -40,7 +40,7 @@ class Modality:
     logits_field: str
     output_field: str
     features_method: str
-    pipeline_tag: str
+    zero_shot_pipeline: str
     tags: tuple[str, ...]
 
 
@@ -50,13 +50,13 @@ MODALITIES.register("image", Modality(
     name="image", column="image", input_names=("pixel_values",), processor_argument="images",
     tower_attr="vision_tower", config_key="vision_config", embeds_field="image_embeds",
     logits_field="logits_per_image", output_field="vision_model_output", features_method="get_image_features",
-    pipeline_tag="zero-shot-image-classification", tags=("vision-language",),
+    zero_shot_pipeline="zero-shot-image-classification", tags=("vision-language",),
 ))
 MODALITIES.register("audio", Modality(
     name="audio", column="audio", input_names=("input_features", "input_values"), processor_argument="audio",
     tower_attr="audio_tower", config_key="audio_config", embeds_field="audio_embeds",
     logits_field="logits_per_audio", output_field="audio_model_output", features_method="get_audio_features",
-    pipeline_tag="zero-shot-audio-classification", tags=("audio", "audio-text", "clap"),
+    zero_shot_pipeline="zero-shot-audio-classification", tags=("audio", "audio-text", "clap"),
 ))
 
 

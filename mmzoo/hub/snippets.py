@@ -268,7 +268,8 @@ register_head(Head("vqa", "visual-question-answering",
                    lambda spec, config: "pair_embedding" in spec.fusion.provides and bool(config.get("answer_vocab")),
                    _vqa))
 register_head(Head("captioning", "image-to-text", _has_objective("captioning"), _captioning))
-register_head(Head("zero_shot_audio", "zero-shot-audio-classification",
+# the Hub has no zero-shot audio task (transformers has the pipeline): audio-text models are feature extractors there
+register_head(Head("zero_shot_audio", "feature-extraction",
                    lambda spec, config: _has_audio(spec) and spec.scores_pairs, _zero_shot_audio))
 register_head(Head("audio_features", "feature-extraction", lambda spec, config: _has_audio(spec), _audio_features))
 register_head(Head("zero_shot", "zero-shot-image-classification",
