@@ -231,23 +231,29 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
+    modality = processor_modality(processor)
     if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
         from .data import RankStream, pair_columns
 
-        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+        train_ds = RankStream(pair_columns(data.train, "data.train", modality), seed, recipe.data.train.shuffle_buffer)
     else:
-        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train", modality)
     eval_ds = None
     if data.eval is not None:
-        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
-    return train_ds, eval_ds, TrainCollator(processor, max_length), None
+        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval", modality)
+    return train_ds, eval_ds, TrainCollator(processor, max_length, modality), None
 
 
-def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
-    """The (image, one caption) view of a loaded source; captions picked by ``pick`` ("hash" / "first")."""
+def processor_modality(processor) -> str:
+    """The non-text modality a processor prepares (``MmzooProcessor.modality``; other processors: image)."""
+    return getattr(processor, "modality", "image")
+
+
+def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str, modality: str = "image"):
+    """The (image or audio, one caption) view of a loaded source; captions picked by ``pick``."""
     from .data import PairDataset, pair_columns, streaming_pairs
 
-    dataset = pair_columns(dataset, key)
+    dataset = pair_columns(dataset, key, modality)
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 
