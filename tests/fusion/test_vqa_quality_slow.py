@@ -28,6 +28,8 @@ MEASURED = {
                                    "position": 0.916, "shape": 0.469, "size": 1.0},
     ("visualbert-vqa-shapes", 1): {"overall": 0.668, "drop": 0.307, "color": 0.813, "count": 0.632, "exists": 0.62,
                                    "position": 0.481, "shape": 0.443, "size": 0.977},
+    ("visualbert-vqa-shapes", 2): {"overall": 0.828, "drop": 0.472, "color": 1.0, "count": 0.73, "exists": 0.594,
+                                   "position": 0.947, "shape": 0.549, "size": 0.998},
 }
 
 
