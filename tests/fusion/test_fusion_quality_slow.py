@@ -24,7 +24,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 RECIPES = Path(__file__).parents[2] / "recipes"
-RECIPE = {"co_attention": "vilbert-shapes", "single_stream": "visualbert-itm-shapes", "cross_attention": "albef-shapes"}
+RECIPE = {"co_attention": "vilbert-shapes", "single_stream": "visualbert-itm-shapes",
+          "cross_attention": "albef-shapes"}
 # (random-negative accuracy, minimal-pair accuracy) every seed must reach. Measured (2 shared cores, 2026-12-01,
 # seeds 0 / 1 / 2; the recipe headers have every figure):
 #   co_attention (vilbert-shapes, 800 steps): random 0.993 / 0.986 / 0.994, minimal pairs 0.841 / 0.759 / 0.877
