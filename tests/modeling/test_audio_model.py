@@ -29,14 +29,18 @@ FAMILIES = {
                  "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 8],
                  "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "do_stable_layer_norm": True,
                  "mask_time_prob": 0.0, "layerdrop": 0.0},  # no SpecAugment embedding, no random layer skipping
+    "clap": {"model_type": "clap_audio_model", "num_mel_bins": 16, "spec_size": 32, "patch_size": 4,
+             "patch_stride": [4, 4], "window_size": 2, "hidden_size": 32, "patch_embeds_hidden_size": 8,
+             "depths": [1, 1], "num_attention_heads": [2, 2], "enable_fusion": False},
 }
-INPUT = {"whisper": "input_features", "ast": "input_values", "wav2vec2": "input_values"}
+INPUT = {"whisper": "input_features", "ast": "input_values", "wav2vec2": "input_values", "clap": "input_features"}
+EXTRACTOR = {"clap": {"hop_length": 320, "max_length_s": 1, "fft_window_size": 400}}  # <= 64 frames of 16 bins
 
 
 def audio_spec(family: str = "whisper", **extra) -> dict:
     return {"name": f"clap-{family}-tiny", "projection_dim": 16,
             "encoders": [TEXT, {"modality": "audio", "config": FAMILIES[family], "pooling": "mean",
-                                "feature_extractor": {"sampling_rate": 16000}}],
+                                "feature_extractor": {"sampling_rate": 16000, **EXTRACTOR.get(family, {})}}],
             "objectives": [{"type": "contrastive"}], **extra}
 
 
