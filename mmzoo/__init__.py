@@ -48,6 +48,37 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mmzoo' has no attribute {name!r}")
 
 
+def _provide_services() -> None:
+    """The services lower layers ask for (:mod:`mmzoo.utils.services`), from the layers that own them; providing
+    imports nothing (each factory imports its module when the service is first used)."""
+    from .utils.services import provide
+
+    def evaluate():
+        from .eval import run_evaluation
+
+        return run_evaluation
+
+    def publish():
+        from .hub.push import publish_run
+
+        return publish_run
+
+    def illustrate():
+        from .hub.pictures import write_pictures
+
+        return write_pictures
+
+    def build_model():
+        from .builder import build_model as build
+
+        return build
+
+    for name, factory in (("evaluate", evaluate), ("publish", publish), ("illustrate", illustrate),
+                          ("build_model", build_model)):
+        provide(name, factory)
+
+
+_provide_services()
 if not _cli_process():
     load()
 
@@ -61,7 +92,7 @@ def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]
     kinds = {
         "fusion": FUSION_SPECS.list(),
         "objective": OBJECTIVE_SPECS.list(),
-        "pooling": sorted([*POOLERS.list(), "attention"]),
+        "pooling": POOLERS.list(),
         "preset": PRESETS.list(),
     }
     if kind is None:

@@ -210,8 +210,9 @@ def load_adapters(folder: str | Path, model_class=None, base=None, **from_pretra
     if base is None:
         import logging
 
-        from .builder import build_model
+        from .utils.services import service
 
+        build_model = service("build_model")  # mmzoo.builder's, provided by `import mmzoo` (it sits above us)
         builder_log = logging.getLogger("mmzoo.builder")
         level = builder_log.level
         builder_log.setLevel(logging.ERROR)  # its "freshly initialised projections" warning: the adapters hold them

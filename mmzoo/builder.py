@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._sources import load_tokenizer, resolve_model_source
+from ._sources import hf_config_from_dict, load_tokenizer, resolve_model_source
 from ._spec_io import load_spec
 from .errors import BuildError
 from .modalities import MODALITIES, paired_modalities
@@ -20,7 +20,7 @@ logger = get_logger(__name__)
 
 def tower_config(enc: EncoderSpec | Any, where: str):
     """The HF config of a tower: from `model` (with `config` keys overriding) or from the inline `config`."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import AutoConfig
 
     overrides = dict(enc.config or {})
     if enc.model is not None:
@@ -37,14 +37,19 @@ def tower_config(enc: EncoderSpec | Any, where: str):
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
-    model_type = overrides.pop("model_type")
-    if model_type not in CONFIG_MAPPING:
-        raise BuildError(f"{where}.config.model_type: unknown transformers model_type {model_type!r}; "
-                         "use one transformers knows (bert, vit, clip_text_model, clip_vision_model, ...)")
     try:
-        return CONFIG_MAPPING[model_type](**overrides)
-    except (TypeError, ValueError) as err:
-        raise BuildError(f"{where}.config: {err}") from None
+        return hf_config_from_dict(overrides, f"{where}.config")
+    except ValueError as err:
+        raise BuildError(str(err)) from None
+
+
+def image_size_of(spec: ModelSpec, default: int | None = 224) -> int | None:
+    """The side in pixels the vision tower takes: its config's ``image_size`` (the first of a (height, width)
+    pair), or ``default`` when the config has none."""
+    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", None)
+    if size is None:
+        return default
+    return size if isinstance(size, int) else int(size[0])
 
 
 def _refuse_custom_code(source, where: str) -> None:
@@ -182,10 +187,8 @@ def build_processor(spec: ModelSpec | dict | str | Path, max_length: int | None 
     if "image" not in paired_modalities(spec):
         return build_audio_processor(spec, max_length)
     image_spec = spec.encoder("image")
-    vision_config = tower_config(image_spec, "encoders.image")
     text_config = tower_config(spec.encoder("text"), "encoders.text")
-    size = getattr(vision_config, "image_size", 224)
-    size = size if isinstance(size, int) else size[0]
+    size = image_size_of(spec)
     image_processor = ViTImageProcessorPil(
         size={"height": size, "width": size}, image_mean=list(image_spec.image_mean), image_std=list(image_spec.image_std)
     )

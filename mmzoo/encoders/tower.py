@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .pooling import AttentionPooler, pool
+from .pooling import POOLERS, pool
 from .projection import build_projection
 
 
@@ -81,7 +81,8 @@ class Tower(nn.Module):
         self.modality = modality
         self.pooling = pooling
         self.width = hidden_size_of(model.config)
-        self.attention_pool = AttentionPooler(self.width) if pooling == "attention" else None
+        # a learned pooling's module (None for parameter-free ones); the attribute name keeps checkpoint keys
+        self.attention_pool = POOLERS.get(pooling).build(self.width)
         self.projection = (
             build_projection(projection_spec, self.width, projection_dim) if projection_dim is not None else None
         )

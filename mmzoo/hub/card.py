@@ -80,6 +80,7 @@ class Run:
     recipe: dict[str, Any] | None
     eval_results: dict[str, Any] | None
     info: dict[str, Any] | None = None  # run_info.json: wall time, hardware, samples, losses (mmzoo.train.run_info)
+    precision: dict[str, Any] | None = None  # precision.json: the precision trained in and why (mmzoo.train.precision)
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -99,7 +100,10 @@ def load_run(run_dir: str | Path) -> Run:
     if results is not None and not isinstance(results.get("results"), list):
         raise HubError(f"{path / 'eval_results.json'}: expected {{'results': [...]}}, got keys {sorted(results)}")
     info = _read(path / RUN_INFO, json.loads) if (path / RUN_INFO).is_file() else None
-    return Run(path, config, spec, recipe, results, info)
+    from ..train.precision import PRECISION_FILE
+
+    precision = _read(path / PRECISION_FILE, json.loads) if (path / PRECISION_FILE).is_file() else None
+    return Run(path, config, spec, recipe, results, info, precision)
 
 
 def _without_secrets(node: Any) -> Any:
@@ -283,7 +287,7 @@ def _context(run: Run, data: ModelCardData, repo_id: str | None, remote_code: bo
         "results": [_result_row(r) for r in (run.eval_results or {}).get("results", [])],
         "zero_shot": spec.scores_pairs, "base_models": data.base_model or [],
         "usages": snippets.usages(spec, run.config, repo, remote_code), "remote_code": remote_code,
-        "facts": _facts(info), "checkpoint_step": info.get("checkpoint_step"),
+        "facts": _facts(info) + _precision_facts(run.precision), "checkpoint_step": info.get("checkpoint_step"),
         "evaluated": run.eval_results is not None,
         "pictures": [(file, caption) for file, caption in PICTURES if (run.path / file).is_file()],
         **_peft_context(run),
@@ -325,6 +329,21 @@ def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     if info.get("resumed_from"):
         rows.append(("Resumed from", str(info["resumed_from"])))
     return rows
+
+
+def _precision_facts(choice: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The "Precision" row, from ``precision.json``: what the run trained in, why, and the calibration's
+    measurement when ``precision: auto`` chose (no local path: the cache file it may come from is left out)."""
+    if not choice or not choice.get("precision"):
+        return []
+    if choice.get("requested") != "auto":
+        return [("Precision", f"{choice['precision']} (set in the recipe)")]
+    text = f"{choice['precision']}, chosen by `precision: auto`: {choice.get('reason', '')}"
+    seconds = choice.get("seconds_per_step") or {}
+    if {"fp32", "bf16"} <= seconds.keys():
+        text += (f"; calibration: fp32 {seconds['fp32']:.3f} s/step, bf16 {seconds['bf16']:.3f} s/step, bf16 "
+                 f"speedup {choice.get('speedup_bf16') or seconds['fp32'] / seconds['bf16']:.2f}x")
+    return [("Precision", text.replace("|", "/"))]
 
 
 def _encoder_row(enc) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def gallery_rows(model, processor, eval_dataset, n: int = GALLERY_SIZE) -> list[
             captions = [as_captions(r[caption_key], i)[0] for i, r in enumerate(rows)]
             for item, caption in zip(out, captions):
                 item["truth"] = f"truth: {caption}"
-            if spec.objective("captioning") is not None:
+            if spec.generates_text:
                 for item, caption in zip(out, _generated(model, processor, [r["image"] for r in shown])):
                     item["lines"].append(f"generated: {caption}")
             _retrieved(model, processor, [r["image"] for r in shown], captions, out)

@@ -117,7 +117,7 @@ def _features(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
 
 
 def _zero_shot(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
-    sigmoid = any(o.type == "sigmoid" for o in spec.objectives if o.scores_pairs)
+    sigmoid = spec.pair_scores == "sigmoid"
     trust = ", trust_remote_code=True" if remote_code else ""
     code = (
         _header(remote_code, "AutoModel, AutoProcessor, pipeline")
@@ -260,14 +260,11 @@ def _audio_header(remote_code: bool, names: str) -> str:
     return "\n".join([*lines, "import torch", f"from transformers import {names}"]) + "\n\n"
 
 
-def _has_objective(kind: str) -> Callable[[ModelSpec, dict[str, Any]], bool]:
-    return lambda spec, config: spec.objective(kind) is not None
-
-
+# which heads a model supports follows the capabilities its components declare (mmzoo.specs), never tag names
 register_head(Head("vqa", "visual-question-answering",
                    lambda spec, config: "pair_embedding" in spec.fusion.provides and bool(config.get("answer_vocab")),
                    _vqa))
-register_head(Head("captioning", "image-to-text", _has_objective("captioning"), _captioning))
+register_head(Head("captioning", "image-to-text", lambda spec, config: spec.generates_text, _captioning))
 # the Hub has no zero-shot audio task (transformers has the pipeline): audio-text models are feature extractors there
 register_head(Head("zero_shot_audio", "feature-extraction",
                    lambda spec, config: _has_audio(spec) and spec.scores_pairs, _zero_shot_audio))
@@ -275,6 +272,6 @@ register_head(Head("audio_features", "feature-extraction", lambda spec, config: 
 register_head(Head("zero_shot", "zero-shot-image-classification",
                    lambda spec, config: _has_image(spec) and spec.scores_pairs, _zero_shot))
 register_head(Head("itm", "feature-extraction",
-                   lambda spec, config: spec.objective("itm") is not None and "pair_embedding" in spec.fusion.provides,
+                   lambda spec, config: spec.matches_pairs and "pair_embedding" in spec.fusion.provides,
                    _itm))
 register_head(Head("features", "feature-extraction", lambda spec, config: _has_image(spec), _features))

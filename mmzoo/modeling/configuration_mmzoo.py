@@ -80,5 +80,4 @@ class MmzooSiglipConfig(MmzooConfig):
 def config_class_for(spec: ModelSpec) -> type[MmzooConfig]:
     """Sigmoid-scored models (an objective scoring pairs by sigmoid and none by softmax) get the siglip-flavoured
     config. The scoring kind is the objectives' declared ``pair_scores``."""
-    kinds = {o.pair_scores for o in spec.objectives if o.scores_pairs}
-    return MmzooSiglipConfig if "sigmoid" in kinds and "softmax" not in kinds else MmzooConfig
+    return MmzooSiglipConfig if spec.pair_scores == "sigmoid" else MmzooConfig

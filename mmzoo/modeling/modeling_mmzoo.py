@@ -14,9 +14,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
 
+from ..encoders.dims import TowersAndTokens
 from ..encoders.tower import Tower, TowerOutput, tower_model
 from ..errors import SpecError
-from ..fusion import FUSIONS, ModelDims
+from ..fusion import FUSIONS
 from ..objectives import OBJECTIVES, ObjectiveContext
 from ..modalities import MODALITIES, paired_modalities, paired_modality, tower_of
 from .configuration_mmzoo import MmzooConfig
@@ -111,10 +112,10 @@ def no_split_modules(model: nn.Module) -> set[str]:
 _PACKAGE = __name__.split(".")[0]
 
 
-def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelDims:
+def towers_and_tokens(config: MmzooConfig, text_width: int, image_width: int) -> TowersAndTokens:
     spec = config.model_spec()
     tokens = config.tokens or {}
-    return ModelDims(
+    return TowersAndTokens(
         text_width=text_width,
         image_width=image_width,
         embed_dim=spec.projection_dim_of("text"),
@@ -186,7 +187,7 @@ class MmzooModel(MmzooPreTrainedModel):
                 spec.projection_dim_of(name),
             ))
         paired_tower = getattr(self, MODALITIES.get(paired_modality(spec)).tower_attr)
-        self.dims = model_dims(config, self.text_tower.width, paired_tower.width)
+        self.dims = towers_and_tokens(config, self.text_tower.width, paired_tower.width)
         self.fusion = FUSIONS.get(spec.fusion.type)(spec.fusion, self.dims, config)
         self.objectives = nn.ModuleDict(
             {o.type: OBJECTIVES.get(o.type)(o, self.dims, self.fusion) for o in spec.objectives}
@@ -235,6 +236,16 @@ class MmzooModel(MmzooPreTrainedModel):
         spec = spec or self.config.model_spec()
         for step in TRAINABILITY_STEPS:
             step(self, spec)
+
+    def unreached_modules(self, spec) -> list[nn.Module]:
+        """Modules that this class's training loss never reaches, frozen by ``freeze_unreached`` so that every
+        trainable parameter gets a gradient (DDP with ``find_unused_parameters=False``, ZeRO, FSDP): the towers'
+        projections when no fusion or objective of the spec reads the projected embeddings with a gradient
+        (``trains_projections``; e.g. mlm + itm, whose hard-negative sampling reads them without one). They keep
+        their weights (saved and loaded as before); they were never updated anyway."""
+        if spec.trains_projections:
+            return []
+        return [t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None]
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -515,9 +526,23 @@ def adapter_trainability(model: MmzooModel, spec) -> None:
             set_lora_trainability(tower_of(model, enc.modality).model, enc)
 
 
+def freeze_unreached(model: MmzooModel, spec) -> None:
+    """Freeze the parameters of ``model.unreached_modules(spec)`` that no other part of the model shares."""
+    unreached = model.unreached_modules(spec)
+    if not unreached:
+        return
+    prefixes = {name for name, module in model.named_modules() if any(module is m for m in unreached)}
+    reached = {id(p) for name, p in model.named_parameters(remove_duplicate=False)
+               if not any(name.startswith(f"{prefix}.") for prefix in prefixes)}
+    for module in unreached:
+        for p in module.parameters():
+            if id(p) not in reached:
+                p.requires_grad_(False)
+
+
 # (model, spec) -> None steps of MmzooModel.apply_trainability, in order
 TRAINABILITY_STEPS: list[Callable[[MmzooModel, Any], None]] = [freeze_towers, adapter_trainability,
-                                                                component_trainability]
+                                                                component_trainability, freeze_unreached]
 
 
 def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:

@@ -32,7 +32,9 @@ class MmzooProcessor(ProcessorMixin):
                 return_tensors=return_tensors, **kwargs,
             ))
         if images is not None:
-            data.update(self.image_processor(images=images, return_tensors=return_tensors))
+            from ..data.images import image_features  # the processor's result, without its per-image detours
+
+            data.update(image_features(self.image_processor, images, return_tensors))
         return BatchFeature(data=dict(data), tensor_type=return_tensors)
 
     def batch_decode(self, *args, **kwargs):

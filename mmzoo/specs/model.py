@@ -48,6 +48,28 @@ class ModelSpec(SpecBase):
         """True when an objective gives image-text similarity logits (retrieval, zero-shot)."""
         return any(o.scores_pairs for o in self.objectives)
 
+    @property
+    def pair_scores(self) -> str | None:
+        """How the model's pair logits become probabilities: "sigmoid" when every pair-scoring objective scores
+        by sigmoid, "softmax" when one scores by softmax, None when none scores pairs."""
+        kinds = {o.pair_scores for o in self.objectives if o.scores_pairs}
+        return None if not kinds else "sigmoid" if kinds == {"sigmoid"} else "softmax"
+
+    @property
+    def matches_pairs(self) -> bool:
+        """True when an objective scores given (image, text) pairs as matches (``score_pairs``)."""
+        return any(o.matches_pairs for o in self.objectives)
+
+    @property
+    def generates_text(self) -> bool:
+        """True when an objective trains a text decoder conditioned on the image (``generate()``)."""
+        return any(o.generates_text for o in self.objectives)
+
+    @property
+    def trains_projections(self) -> bool:
+        """True when the fusion or an objective reads the projected embeddings with a gradient."""
+        return self.fusion.trains_projections or any(o.trains_projections for o in self.objectives)
+
     # -- cross-field rules -----------------------------------------------------------------------------------
     @model_validator(mode="after")
     def _one_encoder_per_modality(self) -> ModelSpec:

@@ -7,8 +7,9 @@ running / complete) and the Trainer's resumable ``checkpoint-*/`` folders (each 
 ``mmzoo_checkpoint.json``). See :mod:`mmzoo.train.checkpoints` for what survives a crash.
 
 What the run needs from higher layers comes in as callables: ``evaluate`` (default
-:func:`mmzoo.eval.run_evaluation`) and ``publish`` (default: :func:`mmzoo.hub.push.push_run` with the recipe's
-``hub:`` settings).
+:func:`mmzoo.eval.run_evaluation`), ``publish`` (default :func:`mmzoo.hub.push.publish_run`: a push with the
+recipe's ``hub:`` settings) and ``illustrate``; the defaults are the services that ``import mmzoo`` provides
+(:mod:`mmzoo.utils.services`), so this layer imports neither ``mmzoo.eval`` nor ``mmzoo.hub``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import RecipeError
 from ..utils.logging import get_logger, progress_bars_disabled
 from ..version import __version__
 from ..utils.files import fault_point
+from ..utils.services import service
 from ._io import atomic_write_json, atomic_write_text, jsonl
 from .args import run_dir, training_arguments
 from .callbacks import TRAINING_LOG, HubCheckpointCallback, TrainingLogCallback, use_number_printers
@@ -74,7 +76,7 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
         evaluate: runs the recipe's ``evaluation:`` tasks, with the signature of
             :func:`mmzoo.eval.run_evaluation`; default that function.
         publish: ``publish(folder, hub_spec, revision=None, commit_message=None)`` uploads a run or
-            checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.push_run`.
+            checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.publish_run`.
         illustrate: writes the run's pictures into the run folder and returns their paths, with the signature
             of :func:`mmzoo.hub.pictures.write_pictures`; default that function.
         **trainer_args: ``TrainingArguments`` fields that override the recipe (tests, notebooks).
@@ -95,37 +97,12 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
         check_trackers(recipe.training.report_to)
         if int(os.environ.get("RANK", "0")) == 0:
             write_run_status(out, "running")
-        services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
-                    publish or (standard_publish if recipe.hub.repo_id else None),
-                    illustrate or standard_illustrate())
+        # the standard services come from the layers above (mmzoo.eval, mmzoo.hub), provided by `import mmzoo`
+        services = (evaluate or (service("evaluate") if recipe.evaluation else None),
+                    publish or (service("publish") if recipe.hub.repo_id else None),
+                    illustrate or service("illustrate"))
         with cpu_threads(recipe.training.cpu_threads):
             return _train(recipe, spec, out, checkpoint, progress, callbacks, trainer_args, services)
-
-
-def standard_evaluate() -> Evaluate:
-    from ..eval import run_evaluation
-
-    return run_evaluation
-
-
-def standard_illustrate() -> Illustrate:
-    from ..hub.pictures import write_pictures
-
-    return write_pictures
-
-
-def standard_publish(folder: Path, hub, *, revision: str | None = None, commit_message: str | None = None,
-                     checkpoint: bool = False):
-    """:func:`mmzoo.hub.push.push_run` of ``folder`` with the recipe's ``hub:`` settings."""
-    from ..hub.push import push_run
-
-    if checkpoint:
-        return push_run(folder, hub.repo_id, private=hub.private, revision=revision,
-                        commit_message=commit_message, remote_code=hub.remote_code, license=hub.license,
-                        tags=tuple(hub.tags))
-    return push_run(folder, hub.repo_id, private=hub.private, revision=revision or hub.revision,
-                    commit_message=commit_message or hub.commit_message, overwrite_card=hub.overwrite_card,
-                    remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))
 
 
 def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks, trainer_args,
@@ -154,9 +131,11 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
     if plan.note:
         logger.info(plan.note)
+    fields = {"disable_tqdm": not show, **plan.trainer_args(), **trainer_args}
+    if recipe.training.precision == "auto":  # under torchrun: start the process group the choice is shared over
+        training_arguments(recipe, out, precision="fp32", **{**fields, "tf32": None}).device  # noqa: B018
     precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
-    args = training_arguments(recipe, out, disable_tqdm=not show, precision=precision,
-                              **{**plan.trainer_args(), **trainer_args})
+    args = training_arguments(recipe, out, precision=precision, **fields)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -215,19 +194,26 @@ def current_skips(data) -> dict[str, dict[str, Any]]:
 
 
 def resolve_run_precision(recipe, model, train_ds, collator, out: Path, resuming: bool = False) -> str:
-    """``training.precision`` resolved (``auto`` calibrates on one training batch), printed and written to
-    ``<out>/precision.json`` (see mmzoo.train.precision). A resumed run keeps the choice it made first."""
-    from .precision import calibration_batch, choose_precision, read_choice, write_choice
+    """``training.precision`` resolved, printed and written to ``<out>/precision.json`` (see
+    mmzoo.train.precision): ``auto`` is measured once on global rank 0 on one per-device training batch (or
+    taken from the machine's cache of earlier measurements) and shared with every rank; a resumed run keeps the
+    choice it made first."""
+    from .precision import (calibration_batch, choose_precision, default_cache_dir, read_choice, shared_choice,
+                            write_choice)
 
     requested = recipe.training.precision
     previous = read_choice(out) if resuming and requested == "auto" else None
     if previous is not None:
         print(f"[mmzoo] precision: auto -> {previous.precision} (kept from the run being resumed)", flush=True)
         return previous.precision
-    batch = None
-    if requested == "auto":
-        batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
-    choice = choose_precision(requested, model, batch)
+
+    def decide():
+        batch = None
+        if requested == "auto":
+            batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
+        return choose_precision(requested, model, batch, cache_dir=default_cache_dir())
+
+    choice = shared_choice(decide) if requested == "auto" else choose_precision(requested)
     if os.environ.get("RANK", "0") == "0":
         write_choice(choice, out)
         print(f"[mmzoo] {choice.summary()}", flush=True)
@@ -518,14 +504,13 @@ def check_text_tower(recipe, spec) -> None:
 
 def check_image_size(recipe, spec) -> None:
     """``data.*.image_size``, when set, must be the vision tower's input size (the processor resizes to it)."""
-    from ..builder import tower_config
+    from ..builder import image_size_of
 
     wanted = {role: s.image_size for role in ("train", "eval")
               if (s := getattr(recipe.data, role)) is not None and s.image_size is not None}
     if not wanted:
         return
-    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", None)
-    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = image_size_of(spec, default=None)
     for role, value in wanted.items():
         if size is not None and value != size:
             raise RecipeError(

@@ -171,6 +171,28 @@ def test_pipeline_tag_without_pair_scores(tmp_path):
     assert "zero-shot-image-classification" not in card.text
 
 
+def test_heads_follow_the_capabilities_the_components_declare(monkeypatch):
+    """The card's head table (pipeline_tag, usage sections) and the remote-code export read the flags declared on
+    the objective specs (generates_text, matches_pairs, pair_scores), never objective tag names."""
+    from mmzoo.hub.remote_code import MODEL_AUTO_CLASSES
+    from mmzoo.hub.snippets import supported_heads
+    from mmzoo.specs.objectives import CaptioningSpec, ItmSpec, SigmoidSpec
+
+    coca, albef, siglip = (mmzoo.load_spec(p) for p in ("mm-coca-tiny", "mm-albef-tiny", "mm-siglip-tiny"))
+
+    def heads(spec):
+        return [h.name for h in supported_heads(spec, {})]
+
+    generates = MODEL_AUTO_CLASSES["AutoModelForImageTextToText"][1]
+    assert "captioning" in heads(coca) and generates(coca, {}) and "itm" in heads(albef)
+    assert siglip.pair_scores == "sigmoid" and albef.pair_scores == "softmax"
+    monkeypatch.setattr(CaptioningSpec, "generates_text", False)
+    monkeypatch.setattr(ItmSpec, "matches_pairs", False)
+    monkeypatch.setattr(SigmoidSpec, "pair_scores", "softmax")
+    assert "captioning" not in heads(coca) and not generates(coca, {}) and "itm" not in heads(albef)
+    assert siglip.pair_scores == "softmax"
+
+
 def test_eval_results_files_round_trip(tiny_run):
     files = eval_result_files(load_run(tiny_run))
     assert list(files) == [".eval_results/mmzoo-shapes.yaml"]
@@ -257,3 +279,21 @@ def test_a_picture_that_cannot_be_drawn_does_not_stop_the_run(tmp_path, caplog):
         logging.getLogger("mmzoo").removeHandler(caplog.handler)
     assert written == [tmp_path / "loss_curve.png"] and not (tmp_path / "examples.png").exists()
     assert "could not draw examples.png (AttributeError" in caplog.text
+
+
+def test_card_states_the_precision_and_its_measurement(tiny_run):
+    """From the run's precision.json: the precision trained in, why, and the calibration's timings; the machine's
+    cache file the measurement came from (a local path) stays out of the card."""
+    choice = json.loads((tiny_run / "precision.json").read_text())  # written by the run itself
+    assert choice["requested"] == "auto"
+    assert f"| Precision | {choice['precision']}, chosen by `precision: auto`: " in str(render_card(tiny_run))
+    choice.update(precision="bf16", reason="the CPU has avx512_bf16; bf16 autocast measured faster on this model",
+                  seconds_per_step={"fp32": 1.97, "bf16": 1.12}, speedup_bf16=1.76,
+                  cached_from="/home/someone/.cache/mmzoo/precision/abc.json")
+    (tiny_run / "precision.json").write_text(json.dumps(choice))
+    text = str(render_card(tiny_run))
+    assert ("| Precision | bf16, chosen by `precision: auto`: the CPU has avx512_bf16; bf16 autocast measured "
+            "faster on this model; calibration: fp32 1.970 s/step, bf16 1.120 s/step, bf16 speedup 1.76x |") in text
+    assert "/home/someone" not in text
+    (tiny_run / "precision.json").write_text(json.dumps({**choice, "requested": "fp32", "precision": "fp32"}))
+    assert "| Precision | fp32 (set in the recipe) |" in str(render_card(tiny_run))
