@@ -245,7 +245,8 @@ class MmzooModel(MmzooPreTrainedModel):
         their weights (saved and loaded as before); they were never updated anyway."""
         if spec.trains_projections:
             return []
-        return [t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None]
+        towers = [tower_of(self, e.modality) for e in spec.encoders]  # text, image and / or audio
+        return [t.projection for t in towers if t.projection is not None]
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:

@@ -60,6 +60,7 @@ def test_card_says_audio(pushed, hub_server):
         "## ")[0]
 
 
+@pytest.mark.slow  # two fresh interpreters (torch + transformers each): kept out of the default suite's budget
 def test_card_snippets_run_as_pasted(pushed, _hub_server_session, tmp_path):
     _, repo_id, tmp = pushed
     readme = open(hf_hub_download(repo_id, "README.md", cache_dir=tmp / "readme2")).read()
