@@ -122,6 +122,8 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
         pretrained = AutoModel.from_pretrained(resolve_model_source(source))
     except OSError as err:
         raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
+    if not isinstance(pretrained, type(module)):  # an audio family's tower inside the checkpoint's model
+        pretrained = next((m for m in pretrained.modules() if isinstance(m, type(module))), pretrained)
     from .adapters import base_layer_state_dict, is_lora_key
 
     missing, unexpected = module.load_state_dict(base_layer_state_dict(module, pretrained.state_dict()), strict=False)

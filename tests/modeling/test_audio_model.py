@@ -195,3 +195,20 @@ def test_get_audio_features_without_an_audio_tower_is_a_clear_error():
     model = mmzoo.build_model("mm-clip-tiny")
     with pytest.raises(SpecError, match="no audio tower"):
         model.encode_audio(input_features=torch.zeros(1, 16, 50))
+
+
+def test_a_pretrained_whisper_checkpoint_loads_into_the_encoder_tower(tmp_path):
+    """`model:` + `pretrained: true` with a full Whisper (encoder-decoder) checkpoint: the tower gets its encoder."""
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(**{k: v for k, v in FAMILIES["whisper"].items() if k != "model_type"}, decoder_layers=1,
+                           decoder_attention_heads=4, decoder_ffn_dim=64, vocab_size=64, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(1)
+    WhisperModel(config).save_pretrained(tmp_path / "whisper")
+    spec = audio_spec()
+    spec["encoders"][1] = {**spec["encoders"][1], "config": None, "model": str(tmp_path / "whisper"), "pretrained": True}
+    model = mmzoo.build_model(spec)
+    reference = WhisperModel.from_pretrained(tmp_path / "whisper").encoder.state_dict()
+    loaded = model.audio_tower.model.state_dict()
+    assert loaded.keys() == reference.keys() and all(torch.equal(loaded[k], reference[k]) for k in reference)
