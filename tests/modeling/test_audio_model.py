@@ -212,3 +212,10 @@ def test_a_pretrained_whisper_checkpoint_loads_into_the_encoder_tower(tmp_path):
     reference = WhisperModel.from_pretrained(tmp_path / "whisper").encoder.state_dict()
     loaded = model.audio_tower.model.state_dict()
     assert loaded.keys() == reference.keys() and all(torch.equal(loaded[k], reference[k]) for k in reference)
+    # without a saved preprocessor config the extractor is sized from the tower config; with one, it is the saved one
+    assert mmzoo.build_processor(spec).feature_extractor.n_samples == 50 * 160
+    from transformers import WhisperFeatureExtractor
+
+    WhisperFeatureExtractor(feature_size=16, chunk_length=1, padding_value=0.5).save_pretrained(tmp_path / "whisper")
+    saved = mmzoo.build_processor(spec).feature_extractor
+    assert saved.padding_value == 0.5 and saved.sampling_rate == 16000 and saved.return_attention_mask is False
