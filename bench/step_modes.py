@@ -15,7 +15,8 @@ train_step.py model, width 192, 64 px, patch 8, 4 layers), one process, ``--thre
    loss, backward, fused AdamW, zero_grad): ``fp32`` eager, ``bf16`` eager (autocast), ``fp32+compile``
    (``torch.compile`` with inductor, the backend ``training.compile: true`` uses; its compile time is reported
    apart) — the figure is the median seconds per step;
-3. ratios: ``auto`` (= the mode it chose) over fp32, bf16 over fp32, compiled over fp32 (> 1: faster).
+3. ratios: ``auto`` (= the mode it chose) over fp32, bf16 over fp32, compiled over fp32 (> 1: faster), from the
+   medians over all steps and paired (each round's fp32 over the same round's mode, median over rounds).
 
 The machine may be shared: the load average before and after is printed; interleaving keeps the modes'
 conditions alike, medians damp the noise.
@@ -76,12 +77,20 @@ def measure(name: str, arch: Arch, batch_size: int, args) -> dict:
         for _ in range(args.warmup):
             _step(loss_fn, optimizer, model, batch, bf16)
     times = {mode: [] for mode in modes}
+    rounds = {mode: [] for mode in modes}  # per round: the median of its steps
     for _ in range(args.rounds):
         for mode, (loss_fn, bf16) in modes.items():
-            times[mode] += [_step(loss_fn, optimizer, model, batch, bf16) for _ in range(args.steps)]
+            steps = [_step(loss_fn, optimizer, model, batch, bf16) for _ in range(args.steps)]
+            times[mode] += steps
+            rounds[mode].append(statistics.median(steps))
     medians = {mode: statistics.median(v) for mode, v in times.items()}
     medians["auto"] = medians[choice.precision]
+    # paired: each round's fp32 time over the same round's time of the mode (seconds apart, so load drifting
+    # between rounds cancels), median over rounds
+    paired = {mode: statistics.median(f / m for f, m in zip(rounds["fp32"], rounds[mode])) for mode in modes}
+    paired["auto"] = paired[choice.precision]
     return {
+        "paired_speedup_vs_fp32": paired,
         "batch_size": batch_size, "auto_choice": choice.precision, "auto_reason": choice.reason,
         "calibration_s_per_step": choice.seconds_per_step, "compile_seconds": compile_seconds,
         "s_per_step": medians, "all_steps": times,
@@ -110,12 +119,14 @@ def main() -> None:
     print(f"\ntraining step, median s/step over {args.rounds} interleaved rounds x {args.steps} steps, "
           f"{args.threads} threads; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     modes = ["fp32", "bf16"] + (["fp32+compile"] if args.compile else [])
-    print("| model | batch | " + " | ".join(modes) + " | auto picks | auto / fp32 speedup | bf16 speedup |"
-          + (" compile speedup | compile time s |" if args.compile else ""))
+    print("| model | batch | " + " | ".join(modes) + " | auto picks | auto / fp32 speedup (medians / paired) | "
+          "bf16 speedup (medians / paired) |" + (" compile speedup | compile time s |" if args.compile else ""))
     print("|" + " --- |" * (len(modes) + 5 + (2 if args.compile else 0)))
     for name, r in results.items():
+        fast, paired = r["speedup_vs_fp32"], r["paired_speedup_vs_fp32"]
         row = (f"| {name} | {r['batch_size']} | " + " | ".join(f"{r['s_per_step'][m]:.3f}" for m in modes)
-               + f" | {r['auto_choice']} | {r['speedup_vs_fp32']['auto']:.2f}x | {r['speedup_vs_fp32']['bf16']:.2f}x |")
+               + f" | {r['auto_choice']} | {fast['auto']:.2f}x / {paired['auto']:.2f}x | "
+               f"{fast['bf16']:.2f}x / {paired['bf16']:.2f}x |")
         if args.compile:
             row += f" {r['speedup_vs_fp32']['fp32+compile']:.2f}x | {r['compile_seconds']:.0f} |"
         print(row)

@@ -12,7 +12,9 @@ from .version import __version__
 # public name -> module that defines it (imported on first use in the light mode below)
 _LAZY = {
     "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
+    "build_audio_processor": ".builder",
     "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
+    "MmzooAudioProcessor": ".modeling",
     "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
     "load_adapters": ".adapters", "save_adapters": ".adapters",
 }
@@ -109,11 +111,13 @@ __all__ = [
     "MmzooConfig",
     "MmzooModel",
     "MmzooProcessor",
+    "MmzooAudioProcessor",
     "ModelSpec",
     "__version__",
     "build_config",
     "build_model",
     "build_processor",
+    "build_audio_processor",
     "list_components",
     "list_presets",
     "load_adapters",

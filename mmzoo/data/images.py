@@ -12,6 +12,13 @@ Two pieces, used by the sources (``load_source``), the collators and evaluation'
   then downscales by 1/2, 1/4 or 1/8 in the DCT domain to the smallest size that is still at least the model's
   input size, and the processor's exact resize does the rest. Anything else is decoded at once and converted by
   :func:`to_rgb`. Rows therefore always hold RGB images, as before.
+* :func:`image_features` (what ``MmzooProcessor`` calls) is the PIL image processor's own computation without
+  its per-image detours: the processor converts each PIL image to a numpy array and back to PIL to resize it, then
+  rescales in float64 and normalises, one image at a time. Here each image is drafted (lazy JPEGs), resized by the
+  same PIL call (same filter, no reducing gap) and mapped through a 256-entry table per channel that the
+  processor's own ``rescale`` and ``normalize`` computed, so ``pixel_values`` are bitwise the processor's for the
+  same resized pixels. Any setting it does not cover (center crop, padding, shortest-edge sizes, non-PIL or
+  non-RGB inputs, a processor class that changes the steps) goes through the processor itself.
 """
 
 from __future__ import annotations
@@ -124,3 +131,82 @@ def open_image(value: dict[str, Any] | str) -> Image.Image:
     if rotated:
         image = ImageOps.exif_transpose(image)
     return to_rgb(image)
+
+
+def image_features(image_processor: Any, images, return_tensors: str | None = "pt") -> dict[str, Any]:
+    """``{"pixel_values": ...}`` for ``images``: :func:`fast_pixel_values` when it covers the processor's
+    settings, else ``image_processor(images=images, return_tensors=return_tensors)``."""
+    fast = fast_pixel_values(image_processor, images, return_tensors)
+    if fast is not None:
+        return {"pixel_values": fast}
+    return image_processor(images=images, return_tensors=return_tensors)
+
+
+def fast_pixel_values(image_processor: Any, images, return_tensors: str | None = "pt"):
+    """The (N, 3, H, W) ``pixel_values`` a PIL-backed HF image processor with a fixed ``height`` / ``width``,
+    rescale and normalise gives (a torch tensor for ``"pt"``, else numpy), or ``None`` when the processor or
+    the inputs need its general path."""
+    if return_tensors not in ("pt", "np") or not _plain_pil_processor(image_processor):
+        return None
+    images = images if isinstance(images, (list, tuple)) else [images]
+    if not images or not all(isinstance(image, Image.Image) for image in images):
+        return None
+    size = image_processor.size
+    width, height = int(size["width"]), int(size["height"])
+    prepared = [prepare_image(image, (width, height)) if is_lazy_jpeg(image) else image for image in images]
+    if any(image.mode != "RGB" for image in prepared):
+        return None  # the processor's own conversion rules apply
+    table = _pixel_table(image_processor)
+    resample = image_processor.resample if image_processor.resample is not None else Image.Resampling.BILINEAR
+    out = np.empty((len(prepared), 3, height, width), dtype=table.dtype)
+    for i, image in enumerate(prepared):
+        if image.size != (width, height):
+            image = image.resize((width, height), resample=resample, reducing_gap=None)  # as the processor
+        pixels = np.asarray(image)
+        for channel in range(3):
+            np.take(table[channel], pixels[..., channel], out=out[i, channel])
+    if return_tensors == "pt":
+        import torch
+
+        return torch.from_numpy(out)
+    return out
+
+
+_STEPS = ("_preprocess", "process_image", "resize", "rescale", "normalize", "preprocess")
+
+
+def _plain_pil_processor(image_processor: Any) -> bool:
+    """True for transformers' PIL backend with its stock steps and the settings this module reproduces."""
+    try:
+        from transformers.image_processing_backends import PilBackend
+    except ImportError:
+        return False
+    if not isinstance(image_processor, PilBackend):
+        return False
+    cls = type(image_processor)
+    stock = all(getattr(cls, name) is getattr(PilBackend, name) for name in _STEPS)
+    size = getattr(image_processor, "size", None) or {}
+    get = size.get if hasattr(size, "get") else (lambda key, default=None: getattr(size, key, default))
+    return (stock and bool(image_processor.do_resize) and bool(get("height")) and bool(get("width"))
+            and not get("shortest_edge") and not get("longest_edge")
+            and not getattr(image_processor, "do_center_crop", False) and not getattr(image_processor, "do_pad", False))
+
+
+_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def _pixel_table(image_processor: Any) -> np.ndarray:
+    """(3, 256): the processor's own ``rescale`` then ``normalize`` of every uint8 value, per channel."""
+    mean, std = image_processor.image_mean, image_processor.image_std
+    key = (type(image_processor), bool(image_processor.do_rescale), float(image_processor.rescale_factor),
+           bool(image_processor.do_normalize), tuple(np.broadcast_to(np.asarray(mean, dtype=np.float64), 3)),
+           tuple(np.broadcast_to(np.asarray(std, dtype=np.float64), 3)))
+    table = _TABLES.get(key)
+    if table is None:
+        values = np.tile(np.arange(256, dtype=np.uint8), (3, 1))[:, None, :]  # (3, 1, 256): a channels-first image
+        if image_processor.do_rescale:
+            values = image_processor.rescale(values, image_processor.rescale_factor)
+        if image_processor.do_normalize:
+            values = image_processor.normalize(values, mean, std)
+        table = _TABLES[key] = np.ascontiguousarray(np.asarray(values)[:, 0, :])
+    return table

@@ -45,11 +45,16 @@ def tower_model(hf_config, pooling: str) -> nn.Module:
     from transformers import AutoModel
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
+    from .audio import audio_tower_class
+
+    family_class = audio_tower_class(hf_config)  # e.g. Whisper: the encoder only
     kwargs = {}
     if pooling != "pooler":
-        model_class = MODEL_MAPPING.get(type(hf_config), None)
+        model_class = family_class or MODEL_MAPPING.get(type(hf_config), None)
         if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
             kwargs["add_pooling_layer"] = False
+    if family_class is not None:
+        return family_class(hf_config, **kwargs)
     return AutoModel.from_config(hf_config, **kwargs)
 
 
@@ -94,8 +99,11 @@ class Tower(nn.Module):
                 kwargs["attention_mask"] = mask
             if "token_type_ids" in self._accepts and inputs.get("token_type_ids") is not None:
                 kwargs["token_type_ids"] = inputs["token_type_ids"]
-        else:
+        elif self.modality == "image":
             kwargs = {"pixel_values": inputs["pixel_values"]}
+            mask = None
+        else:  # audio: the tower's own input (input_features / input_values) and family extras (CLAP's is_longer)
+            kwargs = {k: v for k, v in inputs.items() if v is not None}
             mask = None
         out = self.model(**kwargs, **flags, return_dict=True)
         tokens = out.last_hidden_state

@@ -117,6 +117,8 @@ def gallery_rows(model, processor, eval_dataset, n: int = GALLERY_SIZE) -> list[
     from ..eval.tasks._data import as_captions, column_names
 
     columns = set(column_names(eval_dataset) or [])
+    if "audio" in columns and "image" not in columns:  # audio data: no example pictures (the loss curve stays)
+        return []
     config = model.config
     spec = config.model_spec()
     vqa = bool(getattr(config, "answer_vocab", None)) and {"question", "answers"} <= columns and hasattr(

@@ -119,11 +119,12 @@ class TrainingSpec(SpecBase):
     warmup_steps: float = Field(0, ge=0, description="int: steps; float in [0, 1): fraction of the run")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 disables it")
-    # fp32 by default, not auto: auto's choice comes from a timing, so two runs of one recipe (1 vs N processes,
-    # a loaded vs an idle machine) could train in different precisions, and runs would stop being reproducible
+    # auto by default: measured once per (model, batch shape, hardware) on rank 0, shared with every rank and
+    # cached, so one recipe trains in one precision on a machine whatever the number of processes or the load
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "fp32", description="auto: bf16 autocast when the hardware has fast bf16 and a short calibration on the "
-        "model shows it faster, else fp32 (TF32 on GPUs); see mmzoo.train.precision"
+        "auto", description="auto: bf16 autocast when the hardware has fast bf16 and a short calibration on the "
+        "model (once per model, batch shape and machine; cached) shows it faster, else fp32 (TF32 on GPUs); see "
+        "mmzoo.train.precision"
     )
     compile: bool = Field(False, description="torch.compile the model (TrainingArguments.torch_compile)")
     gradient_accumulation_steps: int = Field(1, ge=1)

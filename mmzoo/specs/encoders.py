@@ -68,6 +68,9 @@ class EncoderSpec(TowerSourceSpec):
     tokenizer: str | None = Field(None, description="text only: tokenizer id/path; defaults to `model`")
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    feature_extractor: dict[str, Any] | None = Field(
+        None, description="audio only: keyword arguments of the tower family's transformers feature extractor "
+        "(e.g. sampling_rate, hop_length), on top of the values sized from the tower config")
 
     def _label(self) -> str:
         return f"{self.modality} encoder"
@@ -80,8 +83,6 @@ class EncoderSpec(TowerSourceSpec):
 
     @model_validator(mode="after")
     def _source_rules(self) -> EncoderSpec:
-        if self.modality == "audio":
-            raise ValueError("audio towers are not supported yet; use modality `text` or `image`")
         if self.modality != "text" and self.tokenizer is not None:
             raise ValueError(f"`tokenizer` applies to text encoders only (this one is {self.modality}); remove it")
         if self.peft is not None and isinstance(self.freeze, list):
@@ -89,8 +90,12 @@ class EncoderSpec(TowerSourceSpec):
                 f"peft (LoRA) already freezes every weight of the {self.modality} tower and trains only the adapters; "
                 f"freeze patterns {self.freeze} have no effect there: remove freeze (or the peft block)"
             )
-        if self.modality == "image" and self.pooling == "eos":
-            raise ValueError("pooling `eos` means the last text token; for image towers use cls, mean, max, pooler or attention")
+        if self.modality != "text" and self.pooling == "eos":
+            raise ValueError(f"pooling `eos` means the last text token; for {self.modality} towers use cls, mean, max, "
+                             "pooler or attention")
+        if self.modality != "audio" and self.feature_extractor is not None:
+            raise ValueError(f"`feature_extractor` applies to audio encoders only (this one is {self.modality}); "
+                             "remove it")
         return self
 
     @property

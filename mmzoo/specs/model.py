@@ -81,22 +81,40 @@ class ModelSpec(SpecBase):
                     "each modality has exactly one encoder — remove one"
                 )
             seen[enc.modality] = i
-        missing = {"text", "image"} - set(seen)
-        if missing:
+        if "text" not in seen or not ({"image", "audio"} & set(seen)):
+            missing = ["text"] if "text" not in seen else ["image or audio"]
             raise ValueError(
-                f"encoders: need one text and one image encoder, missing {sorted(missing)} "
-                f"(got {sorted(seen)}); add an entry with modality: {sorted(missing)[0]}"
+                f"encoders: need one text encoder and one image or audio encoder, missing {missing} "
+                f"(got {sorted(seen)}); add an entry with modality: {'text' if 'text' not in seen else 'image'}"
             )
         return self
 
     @model_validator(mode="after")
-    def _projection_dims_match(self) -> ModelSpec:
-        dims = {m: self.projection_dim_of(m) for m in ("text", "image")}
-        if dims["text"] != dims["image"]:
+    def _audio_rules(self) -> ModelSpec:
+        """Audio towers align with text (and image) in a shared space: dual_encoder with pair-scoring objectives."""
+        if not any(e.modality == "audio" for e in self.encoders):
+            return self
+        if self.fusion.type != "dual_encoder":
             raise ValueError(
-                f"encoders.*.projection.dim: both towers must project to the same width to be compared "
-                f"(text {dims['text']}, image {dims['image']}); set both to one value or drop them to use "
-                f"projection_dim ({self.projection_dim})"
+                f"fusion.type {self.fusion.type!r}: models with an audio tower are dual encoders (CLAP-style); "
+                "set fusion.type: dual_encoder"
+            )
+        for i, obj in enumerate(self.objectives):
+            if not obj.scores_pairs:
+                raise ValueError(
+                    f"objectives.{i}: objective {obj.type!r} does not apply to audio models; use contrastive or "
+                    "sigmoid (they align audio with text, and with images when the spec has both)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _projection_dims_match(self) -> ModelSpec:
+        dims = {e.modality: self.projection_dim_of(e.modality) for e in self.encoders}
+        if len(set(dims.values())) > 1:
+            widths = ", ".join(f"{m} {d}" for m, d in dims.items())
+            raise ValueError(
+                f"encoders.*.projection.dim: all towers must project to the same width to be compared "
+                f"({widths}); set them to one value or drop them to use projection_dim ({self.projection_dim})"
             )
         return self
 

@@ -126,6 +126,9 @@ def save_checkpoint(trainer, save, model, trial) -> None:
         with disk_full_errors(folder, f"checkpoint {folder.name}", remove=folder if main else None):
             fault_point("checkpoint:begin", trainer.state.global_step)
             save(model, trial)
+            # every rank writes its own files (rng_state_<rank>.pth, an engine's shards): all of them must be
+            # on disk before the marker says the folder is complete
+            trainer.accelerator.wait_for_everyone()
             fault_point("checkpoint:written", trainer.state.global_step)
             if main:
                 mark_checkpoint(folder, trainer.state.global_step)

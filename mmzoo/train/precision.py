@@ -4,26 +4,40 @@ The choice, in order:
 
 1. The hardware must run bf16 fast: a CUDA GPU with bf16 support, or a CPU with AVX512-BF16 or AMX (the
    ``avx512_bf16`` / ``amx_bf16`` flags of ``/proc/cpuinfo``). Otherwise fp32 (TF32 matmuls on a GPU).
-2. A short calibration on the actual model and one real training batch: ``steps`` timed forward + backward
-   passes in fp32 and under bf16 autocast, interleaved (fp32, bf16, fp32, ...) after one warm-up each; bf16 is
-   chosen when its median step is at least ``min_speedup`` (1.05) times faster. Small models are often slower in
-   bf16 on a CPU (the casts cost more than the narrower matmuls save), large ones up to ~2x faster.
+2. A short calibration on the actual model and one real training batch of the per-device size: ``steps`` timed
+   training steps (forward, backward, fused AdamW, on a copy of the model) in fp32 and under bf16 autocast,
+   interleaved (fp32, bf16, fp32, ...) after one warm-up each; bf16 is chosen when the median of the paired
+   ratios shows it at least ``min_speedup`` (:data:`MIN_SPEEDUP`, 1.10) times faster. Small
+   models are often slower in bf16 on a CPU (the casts cost more than the narrower matmuls save), large ones up
+   to ~2x faster.
 
-The calibration leaves no trace on training: no optimizer step, gradients cleared, the RNG states (CPU and CUDA)
-restored, the module's train/eval mode restored. With several processes (``WORLD_SIZE > 1``) every rank must
-agree without a process group yet, so the hardware rule alone decides there (recorded as such).
+One run, one precision, whatever the number of processes:
 
-The choice and its measurements are logged and written to ``<output_dir>/precision.json``
-(:data:`PRECISION_FILE`) for the model card.
+* Only global rank 0 calibrates (the others wait); its choice is broadcast, so every rank trains alike. The
+  batch is the per-device one, the same for 1 or N processes.
+* The first measurement is kept: the choice is cached under ``$MMZOO_CACHE/precision/`` (default
+  ``~/.cache/mmzoo``) keyed by the model's configuration, the batch's shapes, the hardware and the torch
+  version, and reused by every later run of that key on this machine (idle or loaded, 1 or N processes).
+  Delete the file named in the log to measure again.
+* A resumed run keeps the choice recorded in its run folder.
+
+The calibration leaves no trace on training: it steps a copy of the model with an optimizer of its own, and the
+RNG states (CPU and CUDA) are restored.
+
+The choice, its measurements and its key are logged and written to ``<output_dir>/precision.json``
+(:data:`PRECISION_FILE`), which the model card reports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +46,8 @@ from ..utils.logging import get_logger
 logger = get_logger(__name__)
 
 PRECISION_FILE = "precision.json"
+CACHE_FOLDER = "precision"  # under mmzoo's cache root ($MMZOO_CACHE)
+MIN_SPEEDUP = 1.10  # margin against timing noise on a shared machine
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -47,13 +63,17 @@ class PrecisionChoice:
     seconds_per_step: dict[str, float] = field(default_factory=dict)  # median over the calibration steps
     all_steps: dict[str, list[float]] = field(default_factory=dict)
     speedup_bf16: float | None = None
+    key: dict[str, Any] = field(default_factory=dict)  # what the measurement holds for (calibration_key)
+    measured_at: str | None = None  # UTC time of the calibration
+    cached_from: str | None = None  # the machine's cache file the measurement was reused from (delete: remeasure)
 
     def summary(self) -> str:
         timing = ""
         if self.seconds_per_step:
             timing = (f" (calibration: fp32 {self.seconds_per_step['fp32']:.3f} s/step, bf16 "
                       f"{self.seconds_per_step['bf16']:.3f} s/step, bf16 speedup {self.speedup_bf16:.2f}x)")
-        return f"precision: {self.requested} -> {self.precision}: {self.reason}{timing}"
+        reused = f"; from {self.cached_from} (delete it to measure again)" if self.cached_from else ""
+        return f"precision: {self.requested} -> {self.precision}: {self.reason}{timing}{reused}"
 
 
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
@@ -68,6 +88,50 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[-1].split())
     return [flag for flag in _CPU_BF16_FLAGS if flag in flags]
+
+
+def hardware_name(device_type: str) -> str:
+    """The accelerator or CPU a measurement holds for: the CUDA device's name, or the CPU's model name, core
+    count and fast-bf16 flags."""
+    import torch
+
+    if device_type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name()}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[-1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu:{model} x{os.cpu_count()} {'/'.join(cpu_bf16_flags()) or 'no-fast-bf16'}"
+
+
+def calibration_key(model, batch: dict[str, Any], device_type: str) -> dict[str, Any]:
+    """What a calibration's result depends on: the model's configuration (hashed), the batch's tensor shapes and
+    dtypes, the hardware and the torch version. Not the world size nor the thread count, so that 1 and N
+    processes share one decision."""
+    import torch
+
+    config = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else {"module": repr(model)}
+    for volatile in ("transformers_version", "_name_or_path", "_commit_hash"):
+        config.pop(volatile, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    shapes = {k: [list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in sorted(batch.items())
+              if hasattr(v, "shape")}
+    return {"model": digest, "batch": shapes, "hardware": hardware_name(device_type), "torch": torch.__version__}
+
+
+def cache_path(key: dict[str, Any], cache_dir: str | Path) -> Path:
+    blob = json.dumps(key, sort_keys=True).encode()
+    return Path(cache_dir) / f"{key['model']}-{hashlib.sha256(blob).hexdigest()[:16]}.json"
+
+
+def default_cache_dir() -> Path:
+    from ..data._cache import cache_root
+
+    return cache_root() / CACHE_FOLDER
 
 
 def fast_bf16_hardware(device_type: str) -> tuple[bool, str]:
@@ -85,54 +149,65 @@ def fast_bf16_hardware(device_type: str) -> tuple[bool, str]:
 
 
 def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[float]]:
-    """Seconds per forward + backward step of ``model`` on ``batch`` in fp32 and under bf16 autocast,
-    interleaved, after one warm-up step each. Leaves the model, its gradients and the RNGs as they were."""
+    """Seconds per training step (forward, loss, backward, fused AdamW step, zero_grad: the Trainer's default
+    step) on ``batch`` in fp32 and under bf16 autocast, interleaved, after one warm-up step each. The steps run
+    on a copy of ``model`` with an optimizer of its own, so the model, its gradients and its mode are untouched;
+    the RNG states (CPU and CUDA) are restored."""
+    import copy
+
     import torch
 
     device = next(model.parameters()).device
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
-    was_training = model.training
-    model.train()
-    grads = {name: p.grad for name, p in model.named_parameters()}
-    for p in model.parameters():
-        p.grad = None  # a backward pass would accumulate into the saved gradients
+    twin = copy.deepcopy(model).train()
+    params = [p for p in twin.parameters() if p.requires_grad]
+    for p in twin.parameters():
+        p.grad = None  # the copy carries the model's gradients: a backward pass would accumulate into them
+    try:
+        optimizer = torch.optim.AdamW(params, lr=1e-8, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device / dtype
+        optimizer = torch.optim.AdamW(params, lr=1e-8)
 
     def step(precision: str) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outputs = model(**{"return_loss": True, **batch})
+            outputs = twin(**{"return_loss": True, **batch})
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs.loss
         loss.float().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        for p in model.parameters():
-            p.grad = None
-        return seconds
+        return time.perf_counter() - start
 
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     try:
-        step("fp32"), step("bf16")  # warm-up: kernels, allocator, autocast caches
+        step("fp32"), step("bf16")  # warm-up: kernels, allocator, autocast caches, optimizer state
         for _ in range(steps):
             for precision in times:
                 times[precision].append(step(precision))
     finally:
-        for name, p in model.named_parameters():
-            p.grad = grads[name]
-        model.train(was_training)
+        del twin, optimizer, params
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
     return times
 
 
+def bf16_speedup(times: dict[str, list[float]]) -> float:
+    """fp32 over bf16 seconds: the median of the paired (back-to-back) ratios, robust to load that drifts
+    between pairs."""
+    return statistics.median(f / b for f, b in zip(times["fp32"], times["bf16"]))
+
+
 def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = None, *, steps: int = 3,
-                     min_speedup: float = 1.05) -> PrecisionChoice:
-    """Resolve ``requested`` (``auto``, ``fp32``, ``bf16``, ``fp16``); only ``auto`` measures anything."""
+                     min_speedup: float = MIN_SPEEDUP, cache_dir: str | Path | None = None) -> PrecisionChoice:
+    """Resolve ``requested`` (``auto``, ``fp32``, ``bf16``, ``fp16``); only ``auto`` measures anything, and only
+    when ``cache_dir`` holds no earlier measurement of the same :func:`calibration_key` (then it stores one)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -141,19 +216,47 @@ def choose_precision(requested: str, model=None, batch: dict[str, Any] | None = 
     fast, why = fast_bf16_hardware(device)
     if not fast:
         return PrecisionChoice("fp32", "auto", why, device, False)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return PrecisionChoice("bf16", "auto", f"{why}; several processes: chosen by the hardware alone, "
-                               "without calibration", device, True)
     if model is None or batch is None:
         return PrecisionChoice("fp32", "auto", f"{why}, but no batch to calibrate on (streamed data); set "
                                "precision: bf16 to use it", device, True)
+    key = calibration_key(model, batch, device)
+    path = cache_path(key, cache_dir) if cache_dir is not None else None
+    if path is not None and (cached := _read(path)) is not None and cached.key == key:
+        return replace(cached, reason=f"{cached.reason} (measured at {cached.measured_at} for this model, batch "
+                       "shape and hardware, reused)", cached_from=str(path))
     times = calibrate(model, batch, steps)
     medians = {k: statistics.median(v) for k, v in times.items()}
-    speedup = medians["fp32"] / medians["bf16"]
+    speedup = bf16_speedup(times)
     chosen = "bf16" if speedup >= min_speedup else "fp32"
     verdict = "faster" if chosen == "bf16" else f"not faster by {min_speedup:.2f}x or more"
-    return PrecisionChoice(chosen, "auto", f"{why}; bf16 autocast measured {verdict} on this model",
-                           device, True, medians, times, speedup)
+    choice = PrecisionChoice(chosen, "auto", f"{why}; bf16 autocast measured {verdict} on this model", device,
+                             True, medians, times, speedup, key, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if path is not None:
+        _write(choice, path)
+        logger.info("precision: auto: measurement cached in %s (delete it to measure again)", path)
+    return choice
+
+
+def shared_choice(decide: Callable[[], PrecisionChoice]) -> PrecisionChoice:
+    """``decide()`` on global rank 0 only, its result broadcast to every rank (when a process group is
+    initialised): all ranks train in the precision rank 0 chose, and only rank 0 spends the calibration."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return decide()
+    box: list[Any] = [None]
+    if dist.get_rank() == 0:
+        try:
+            box = [("ok", asdict(decide()))]
+        except Exception as err:  # the others must not wait for a choice that never comes
+            box = [("error", f"{type(err).__name__}: {err}")]
+            dist.broadcast_object_list(box, src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    status, payload = box[0]
+    if status == "error":
+        raise RuntimeError(f"precision: auto: the calibration failed on rank 0 ({payload})")
+    return PrecisionChoice(**payload)
 
 
 def calibration_batch(dataset, collator, batch_size: int) -> dict[str, Any] | None:
@@ -176,15 +279,24 @@ def calibration_batch(dataset, collator, batch_size: int) -> dict[str, Any] | No
 
 def write_choice(choice: PrecisionChoice, output_dir: str | Path) -> Path:
     path = Path(output_dir) / PRECISION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(choice), indent=2) + "\n")
+    _write(choice, path)
     return path
 
 
 def read_choice(output_dir: str | Path) -> PrecisionChoice | None:
     """The choice written by an earlier run into ``output_dir`` (``None`` when absent or unreadable)."""
+    return _read(Path(output_dir) / PRECISION_FILE)
+
+
+def _write(choice: PrecisionChoice, path: Path) -> None:
+    from ._io import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, asdict(choice))
+
+
+def _read(path: Path) -> PrecisionChoice | None:
     try:
-        data = json.loads((Path(output_dir) / PRECISION_FILE).read_text())
-        return PrecisionChoice(**data)
+        return PrecisionChoice(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None

@@ -131,9 +131,11 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     plan = plan_batches(recipe.training, spec)  # accumulation + contrastive/sigmoid -> gradient cache
     if plan.note:
         logger.info(plan.note)
+    fields = {"disable_tqdm": not show, **plan.trainer_args(), **trainer_args}
+    if recipe.training.precision == "auto":  # under torchrun: start the process group the choice is shared over
+        training_arguments(recipe, out, precision="fp32", **{**fields, "tf32": None}).device  # noqa: B018
     precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
-    args = training_arguments(recipe, out, disable_tqdm=not show, precision=precision,
-                              **{**plan.trainer_args(), **trainer_args})
+    args = training_arguments(recipe, out, precision=precision, **fields)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None
     if recipe.hub.repo_id and recipe.hub.push_checkpoints:
@@ -192,19 +194,26 @@ def current_skips(data) -> dict[str, dict[str, Any]]:
 
 
 def resolve_run_precision(recipe, model, train_ds, collator, out: Path, resuming: bool = False) -> str:
-    """``training.precision`` resolved (``auto`` calibrates on one training batch), printed and written to
-    ``<out>/precision.json`` (see mmzoo.train.precision). A resumed run keeps the choice it made first."""
-    from .precision import calibration_batch, choose_precision, read_choice, write_choice
+    """``training.precision`` resolved, printed and written to ``<out>/precision.json`` (see
+    mmzoo.train.precision): ``auto`` is measured once on global rank 0 on one per-device training batch (or
+    taken from the machine's cache of earlier measurements) and shared with every rank; a resumed run keeps the
+    choice it made first."""
+    from .precision import (calibration_batch, choose_precision, default_cache_dir, read_choice, shared_choice,
+                            write_choice)
 
     requested = recipe.training.precision
     previous = read_choice(out) if resuming and requested == "auto" else None
     if previous is not None:
         print(f"[mmzoo] precision: auto -> {previous.precision} (kept from the run being resumed)", flush=True)
         return previous.precision
-    batch = None
-    if requested == "auto":
-        batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
-    choice = choose_precision(requested, model, batch)
+
+    def decide():
+        batch = None
+        if requested == "auto":
+            batch = calibration_batch(train_ds, collator, recipe.training.per_device_train_batch_size)
+        return choose_precision(requested, model, batch, cache_dir=default_cache_dir())
+
+    choice = shared_choice(decide) if requested == "auto" else choose_precision(requested)
     if os.environ.get("RANK", "0") == "0":
         write_choice(choice, out)
         print(f"[mmzoo] {choice.summary()}", flush=True)
@@ -222,23 +231,29 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
+    modality = processor_modality(processor)
     if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
         from .data import RankStream, pair_columns
 
-        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+        train_ds = RankStream(pair_columns(data.train, "data.train", modality), seed, recipe.data.train.shuffle_buffer)
     else:
-        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train", modality)
     eval_ds = None
     if data.eval is not None:
-        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
-    return train_ds, eval_ds, TrainCollator(processor, max_length), None
+        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval", modality)
+    return train_ds, eval_ds, TrainCollator(processor, max_length, modality), None
 
 
-def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
-    """The (image, one caption) view of a loaded source; captions picked by ``pick`` ("hash" / "first")."""
+def processor_modality(processor) -> str:
+    """The non-text modality a processor prepares (``MmzooProcessor.modality``; other processors: image)."""
+    return getattr(processor, "modality", "image")
+
+
+def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str, modality: str = "image"):
+    """The (image or audio, one caption) view of a loaded source; captions picked by ``pick``."""
     from .data import PairDataset, pair_columns, streaming_pairs
 
-    dataset = pair_columns(dataset, key)
+    dataset = pair_columns(dataset, key, modality)
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 

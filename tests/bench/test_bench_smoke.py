@@ -82,3 +82,21 @@ def test_gpu_sh_without_gpu_says_so():
                           env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}, check=False)
     assert done.returncode == 0, done.stderr
     assert "no CUDA GPU" in done.stdout
+
+
+def test_decode_quick(tmp_path):
+    stdout, out = run_bench("decode.py", "--quick", json_out=tmp_path / "d.json")
+    assert "the whole per-sample path to pixel_values" in stdout
+    assert set(out["samples_per_s"]) == {"old decode", "new decode", "old", "new (processor)", "new"}
+    assert all(positive(v) for v in [*out["samples_per_s"].values(), *out["cpu_samples_per_s"].values()])
+    assert out["image_features_equal_processor"] is True  # the fast path is the processor's computation
+    assert 0 < out["pixel_abs_diff_mean"] < 5  # the draft changes pixels a little, never the contract
+
+
+def test_step_modes_quick(tmp_path):
+    stdout, out = run_bench("step_modes.py", "--quick", "--no-compile", json_out=tmp_path / "s.json")
+    assert "auto / fp32 speedup (medians / paired)" in stdout
+    (result,) = out["results"].values()
+    assert result["auto_choice"] in ("fp32", "bf16")
+    assert all(positive(v) for v in [*result["speedup_vs_fp32"].values(), *result["paired_speedup_vs_fp32"].values()])
+    assert result["paired_speedup_vs_fp32"]["auto"] == result["paired_speedup_vs_fp32"][result["auto_choice"]]

@@ -166,3 +166,75 @@ def test_target_size_reads_the_image_processor():
     assert target_size(P({"height": 224, "width": 200})) == (200, 224)
     assert target_size(P({"shortest_edge": 96})) == (96, 96)
     assert target_size(P(None)) is None and target_size(object()) is None
+
+
+# -- image_features: the processor's pixel_values without its per-image detours -----------------------------------
+def _random_images(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # mmzoo's default: ViT mean/std 0.5, bilinear
+    {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+     "resample": Image.Resampling.BICUBIC, "rescale_factor": 1 / 127.5},
+    {"do_normalize": False},
+    {"size": {"height": 48, "width": 64}},
+], ids=["vit", "clip-stats-bicubic", "no-normalise", "not-square"])
+def test_image_features_are_bitwise_the_processors(settings):
+    import torch
+    from transformers import ViTImageProcessorPil
+
+    from mmzoo.data.images import fast_pixel_values, image_features
+
+    processor = ViTImageProcessorPil(**{"size": {"height": 32, "width": 32}, **settings})
+    images = _random_images([(50, 40), (32, 32), (17, 90), (300, 301)])
+    expected = processor(images=images, return_tensors="pt")["pixel_values"]
+    got = fast_pixel_values(processor, images, "pt")
+    assert got is not None and got.dtype == expected.dtype and torch.equal(got, expected)
+    assert np.array_equal(image_features(processor, images, "np")["pixel_values"],
+                          processor(images=images, return_tensors="np")["pixel_values"])
+
+
+def test_image_features_draft_lazy_jpegs_and_equal_the_processor_on_the_drafted_image():
+    import torch
+    from transformers import ViTImageProcessorPil
+
+    from mmzoo.data.images import fast_pixel_values
+
+    processor = ViTImageProcessorPil(size={"height": 64, "width": 64})
+    buffer = io.BytesIO()
+    _random_images([(300, 280)])[0].save(buffer, "JPEG", quality=90)
+    lazy = open_image({"bytes": buffer.getvalue(), "path": None})
+    assert is_lazy_jpeg(lazy)
+    got = fast_pixel_values(processor, [lazy], "pt")
+    drafted = prepare_image(open_image({"bytes": buffer.getvalue(), "path": None}), (64, 64))
+    assert drafted.size == (75, 70)  # 1/4 scale: the smallest >= 64 px
+    assert torch.equal(got, processor(images=[drafted], return_tensors="pt")["pixel_values"])
+
+
+def test_image_features_leave_other_settings_and_inputs_to_the_processor():
+    from transformers import CLIPImageProcessorPil, ViTImageProcessorPil
+
+    from mmzoo.data.images import fast_pixel_values, image_features
+
+    vit = ViTImageProcessorPil(size={"height": 32, "width": 32})
+    images = _random_images([(40, 40), (50, 30)])
+    clip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})  # crop
+    assert fast_pixel_values(clip, images, "pt") is None
+    assert np.array_equal(image_features(clip, images, "np")["pixel_values"],
+                          clip(images=images, return_tensors="np")["pixel_values"])
+    assert fast_pixel_values(vit, [images[0].convert("L")], "pt") is None  # the processor's own mode rules
+    assert fast_pixel_values(vit, [np.asarray(images[0])], "pt") is None  # arrays, tensors: its general path
+    assert fast_pixel_values(vit, images, None) is None  # lists of arrays
+
+
+def test_mmzoo_processor_gives_the_image_processors_pixel_values():
+    import torch
+
+    import mmzoo
+
+    processor = mmzoo.build_processor("mm-clip-tiny")
+    images = _random_images([(64, 48), (20, 20)])
+    ours = processor(text=["a red circle", "two squares"], images=images)["pixel_values"]
+    assert torch.equal(ours, processor.image_processor(images=images, return_tensors="pt")["pixel_values"])

@@ -279,3 +279,21 @@ def test_a_picture_that_cannot_be_drawn_does_not_stop_the_run(tmp_path, caplog):
         logging.getLogger("mmzoo").removeHandler(caplog.handler)
     assert written == [tmp_path / "loss_curve.png"] and not (tmp_path / "examples.png").exists()
     assert "could not draw examples.png (AttributeError" in caplog.text
+
+
+def test_card_states_the_precision_and_its_measurement(tiny_run):
+    """From the run's precision.json: the precision trained in, why, and the calibration's timings; the machine's
+    cache file the measurement came from (a local path) stays out of the card."""
+    choice = json.loads((tiny_run / "precision.json").read_text())  # written by the run itself
+    assert choice["requested"] == "auto"
+    assert f"| Precision | {choice['precision']}, chosen by `precision: auto`: " in str(render_card(tiny_run))
+    choice.update(precision="bf16", reason="the CPU has avx512_bf16; bf16 autocast measured faster on this model",
+                  seconds_per_step={"fp32": 1.97, "bf16": 1.12}, speedup_bf16=1.76,
+                  cached_from="/home/someone/.cache/mmzoo/precision/abc.json")
+    (tiny_run / "precision.json").write_text(json.dumps(choice))
+    text = str(render_card(tiny_run))
+    assert ("| Precision | bf16, chosen by `precision: auto`: the CPU has avx512_bf16; bf16 autocast measured "
+            "faster on this model; calibration: fp32 1.970 s/step, bf16 1.120 s/step, bf16 speedup 1.76x |") in text
+    assert "/home/someone" not in text
+    (tiny_run / "precision.json").write_text(json.dumps({**choice, "requested": "fp32", "precision": "fp32"}))
+    assert "| Precision | fp32 (set in the recipe) |" in str(render_card(tiny_run))

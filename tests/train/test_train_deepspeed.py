@@ -22,6 +22,7 @@ SETTINGS = [
     "model.overrides.encoders.text.config.hidden_dropout_prob=0.0",
     "model.overrides.encoders.text.config.attention_probs_dropout_prob=0.0",
     "training.max_steps=5", "training.save_steps=null", "training.per_device_train_batch_size=4",
+    "training.precision=fp32",  # the engines are compared at different per-device batches: one precision
 ]
 MODELS = {  # tiny twin recipe and overrides per preset
     "mm-clip-tiny": ("clip-coco.yaml", []),
