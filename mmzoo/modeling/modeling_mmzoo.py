@@ -243,10 +243,7 @@ class MmzooModel(MmzooPreTrainedModel):
         projections when no fusion or objective of the spec reads the projected embeddings with a gradient
         (``trains_projections``; e.g. mlm + itm, whose hard-negative sampling reads them without one). They keep
         their weights (saved and loaded as before); they were never updated anyway."""
-        if spec.trains_projections:
-            return []
-        towers = [tower_of(self, e.modality) for e in spec.encoders]  # text, image and / or audio
-        return [t.projection for t in towers if t.projection is not None]
+        return [] if spec.trains_projections else tower_projections(self)
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -525,6 +522,11 @@ def adapter_trainability(model: MmzooModel, spec) -> None:
             from ..adapters import set_lora_trainability
 
             set_lora_trainability(tower_of(model, enc.modality).model, enc)
+
+
+def tower_projections(model: nn.Module) -> list[nn.Module]:
+    """The projections of the model's towers (text, image and / or audio; teachers have none)."""
+    return [m.projection for m in model.modules() if isinstance(m, Tower) and m.projection is not None]
 
 
 def freeze_unreached(model: MmzooModel, spec) -> None:
