@@ -157,6 +157,8 @@ def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[fl
 
     import torch
 
+    from ..losses._distributed import single_process
+
     device = next(model.parameters()).device
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
     cpu_rng = torch.get_rng_state()
@@ -174,7 +176,8 @@ def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[fl
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        # single_process: the other ranks are not calibrating, so the loss must not gather across ranks
+        with single_process(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = twin(**{"return_loss": True, **batch})
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs.loss
         loss.float().backward()
