@@ -12,7 +12,9 @@ from .version import __version__
 # public name -> module that defines it (imported on first use in the light mode below)
 _LAZY = {
     "load_spec": "._spec_io", "build_config": ".builder", "build_model": ".builder", "build_processor": ".builder",
+    "build_audio_processor": ".builder",
     "MmzooConfig": ".modeling", "MmzooModel": ".modeling", "MmzooProcessor": ".modeling",
+    "MmzooAudioProcessor": ".modeling",
     "list_presets": ".presets", "load_recipe": ".recipe", "ModelSpec": ".specs",
     "load_adapters": ".adapters", "save_adapters": ".adapters",
 }
@@ -46,6 +48,37 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mmzoo' has no attribute {name!r}")
 
 
+def _provide_services() -> None:
+    """The services lower layers ask for (:mod:`mmzoo.utils.services`), from the layers that own them; providing
+    imports nothing (each factory imports its module when the service is first used)."""
+    from .utils.services import provide
+
+    def evaluate():
+        from .eval import run_evaluation
+
+        return run_evaluation
+
+    def publish():
+        from .hub.push import publish_run
+
+        return publish_run
+
+    def illustrate():
+        from .hub.pictures import write_pictures
+
+        return write_pictures
+
+    def build_model():
+        from .builder import build_model as build
+
+        return build
+
+    for name, factory in (("evaluate", evaluate), ("publish", publish), ("illustrate", illustrate),
+                          ("build_model", build_model)):
+        provide(name, factory)
+
+
+_provide_services()
 if not _cli_process():
     load()
 
@@ -59,7 +92,7 @@ def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]
     kinds = {
         "fusion": FUSION_SPECS.list(),
         "objective": OBJECTIVE_SPECS.list(),
-        "pooling": sorted([*POOLERS.list(), "attention"]),
+        "pooling": POOLERS.list(),
         "preset": PRESETS.list(),
     }
     if kind is None:
@@ -72,11 +105,13 @@ __all__ = [
     "MmzooConfig",
     "MmzooModel",
     "MmzooProcessor",
+    "MmzooAudioProcessor",
     "ModelSpec",
     "__version__",
     "build_config",
     "build_model",
     "build_processor",
+    "build_audio_processor",
     "list_components",
     "list_presets",
     "load_adapters",

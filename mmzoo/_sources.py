@@ -43,6 +43,23 @@ people car tree house sky water street room table bird horse boat train plane bu
 playing riding walking looking white background plain on yes no""".split()
 
 
+def hf_config_from_dict(data: dict, where: str):
+    """The HF config that a dict holding its ``model_type`` describes: a spec's inline ``config:`` or a config
+    stored with ``to_dict()`` (e.g. ``MmzooConfig.teacher_configs``). The one dict -> HF config conversion; a
+    ValueError names ``where`` and the fix."""
+    from transformers import CONFIG_MAPPING
+
+    values = dict(data)
+    model_type = values.pop("model_type", None)
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"{where}.model_type: unknown transformers model_type {model_type!r}; use one transformers "
+                         "knows (bert, vit, clip_text_model, clip_vision_model, ...)")
+    try:
+        return CONFIG_MAPPING[model_type].from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
 def builtin_vocab() -> dict[str, int]:
     tokens = list(_SPECIALS)
     chars = [c for c in string.printable if not c.isspace() and not c.isupper()]

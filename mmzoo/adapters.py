@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError
+from .modalities import tower_attr, tower_of
 
 if TYPE_CHECKING:
     import torch
@@ -135,7 +136,7 @@ def _from_sources(model) -> set[str]:
     """Names of parameters a rebuilt base reproduces: the frozen weights of towers (and teachers) whose weights
     are loaded from their ``model:`` source (``pretrained: true``)."""
     spec = model.config.model_spec()
-    prefixes = [f"{'text_tower' if e.modality == 'text' else 'vision_tower'}.model." for e in spec.encoders
+    prefixes = [f"{tower_attr(e.modality)}.model." for e in spec.encoders
                 if e.pretrained]
     prefixes += [f"fusion.teachers.{m}.model." for m, t in (getattr(spec.fusion, "teachers", None) or {}).items()
                  if t.pretrained]
@@ -209,8 +210,9 @@ def load_adapters(folder: str | Path, model_class=None, base=None, **from_pretra
     if base is None:
         import logging
 
-        from .builder import build_model
+        from .utils.services import service
 
+        build_model = service("build_model")  # mmzoo.builder's, provided by `import mmzoo` (it sits above us)
         builder_log = logging.getLogger("mmzoo.builder")
         level = builder_log.level
         builder_log.setLevel(logging.ERROR)  # its "freshly initialised projections" warning: the adapters hold them
@@ -257,7 +259,7 @@ def card_facts(config: dict[str, Any]) -> dict[str, Any]:
     for enc in model.config.model_spec().encoders:
         if enc.peft is None:
             continue
-        tower = model.text_tower.model if enc.modality == "text" else model.vision_tower.model
+        tower = tower_of(model, enc.modality).model
         targets = sorted(tower.peft_config[ADAPTER_NAME].target_modules)
         p = enc.peft
         rows.append({"modality": enc.modality, "settings": f"{p.type} r={p.r} alpha={p.alpha:g} dropout={p.dropout:g} "

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._sources import load_tokenizer, resolve_model_source
+from ._sources import hf_config_from_dict, load_tokenizer, resolve_model_source
 from ._spec_io import load_spec
 from .errors import BuildError
+from .modalities import MODALITIES, paired_modalities
 from .specs import EncoderSpec, ModelSpec
 from .utils.logging import get_logger
 
@@ -19,7 +20,7 @@ logger = get_logger(__name__)
 
 def tower_config(enc: EncoderSpec | Any, where: str):
     """The HF config of a tower: from `model` (with `config` keys overriding) or from the inline `config`."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import AutoConfig
 
     overrides = dict(enc.config or {})
     if enc.model is not None:
@@ -36,14 +37,19 @@ def tower_config(enc: EncoderSpec | Any, where: str):
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
-    model_type = overrides.pop("model_type")
-    if model_type not in CONFIG_MAPPING:
-        raise BuildError(f"{where}.config.model_type: unknown transformers model_type {model_type!r}; "
-                         "use one transformers knows (bert, vit, clip_text_model, clip_vision_model, ...)")
     try:
-        return CONFIG_MAPPING[model_type](**overrides)
-    except (TypeError, ValueError) as err:
-        raise BuildError(f"{where}.config: {err}") from None
+        return hf_config_from_dict(overrides, f"{where}.config")
+    except ValueError as err:
+        raise BuildError(str(err)) from None
+
+
+def image_size_of(spec: ModelSpec, default: int | None = 224) -> int | None:
+    """The side in pixels the vision tower takes: its config's ``image_size`` (the first of a (height, width)
+    pair), or ``default`` when the config has none."""
+    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", None)
+    if size is None:
+        return default
+    return size if isinstance(size, int) else int(size[0])
 
 
 def _refuse_custom_code(source, where: str) -> None:
@@ -94,14 +100,15 @@ def build_config(spec: ModelSpec | dict | str | Path, tokenizer=None, answer_voc
     spec = load_spec(spec)
     index = {e.modality: i for i, e in enumerate(spec.encoders)}
     text_config = tower_config(spec.encoder("text"), f"encoders.{index['text']}")
-    vision_config = tower_config(spec.encoder("image"), f"encoders.{index['image']}")
+    paired = {MODALITIES.get(m).config_key: tower_config(spec.encoder(m), f"encoders.{index[m]}").to_dict()
+              for m in paired_modalities(spec)}  # vision_config and / or audio_config
     tokenizer = tokenizer or load_tokenizer(spec.encoder("text").resolved_tokenizer)
     teachers = getattr(spec.fusion, "teachers", None) or {}
     teacher_configs = {m: tower_config(t, f"fusion.teachers.{m}").to_dict() for m, t in teachers.items()}
     return config_class_for(spec)(
         spec=spec.to_dict(),
         text_config=text_config.to_dict(),
-        vision_config=vision_config.to_dict(),
+        **paired,
         teacher_configs=teacher_configs or None,
         tokens=_token_info(tokenizer, text_config, spec),
         answer_vocab=list(answer_vocab) if answer_vocab else None,
@@ -150,7 +157,8 @@ def build_model(spec: ModelSpec | dict | str | Path, model_class=None, answer_vo
     spec = load_spec(spec)
     config = build_config(spec, answer_vocab=answer_vocab)
     model = model_class_for(model_class or MmzooModel, type(config))(config)
-    towers = {"text": model.text_tower.model, "image": model.vision_tower.model}
+    towers = {"text": model.text_tower.model,
+              **{m: getattr(model, MODALITIES.get(m).tower_attr).model for m in paired_modalities(spec)}}
     for i, enc in enumerate(spec.encoders):
         if enc.pretrained:
             _load_pretrained_into(towers[enc.modality], enc.model, f"encoders.{i}")
@@ -162,9 +170,8 @@ def build_model(spec: ModelSpec | dict | str | Path, model_class=None, answer_vo
     if any(e.pretrained for e in spec.encoders):
         logger.warning("pretrained towers got freshly initialised projections, fusion and heads (%s)", fresh)
     logger.info(
-        "built %s: towers text=%s image=%s, fusion=%s, objectives=%s",
-        spec.name, spec.encoder("text").model or spec.encoder("text").config.get("model_type"),
-        spec.encoder("image").model or spec.encoder("image").config.get("model_type"),
+        "built %s: towers %s, fusion=%s, objectives=%s", spec.name,
+        " ".join(f"{e.modality}={e.model or e.config.get('model_type')}" for e in spec.encoders),
         spec.fusion.type, {o.type: o.weight for o in spec.objectives},
     )
     return model
@@ -177,11 +184,11 @@ def build_processor(spec: ModelSpec | dict | str | Path, max_length: int | None 
     from .modeling import MmzooProcessor
 
     spec = load_spec(spec)
+    if "image" not in paired_modalities(spec):
+        return build_audio_processor(spec, max_length)
     image_spec = spec.encoder("image")
-    vision_config = tower_config(image_spec, "encoders.image")
     text_config = tower_config(spec.encoder("text"), "encoders.text")
-    size = getattr(vision_config, "image_size", 224)
-    size = size if isinstance(size, int) else size[0]
+    size = image_size_of(spec)
     image_processor = ViTImageProcessorPil(
         size={"height": size, "width": size}, image_mean=list(image_spec.image_mean), image_std=list(image_spec.image_std)
     )
@@ -189,6 +196,29 @@ def build_processor(spec: ModelSpec | dict | str | Path, max_length: int | None 
     positions = getattr(text_config, "max_position_embeddings", None) or tokenizer.model_max_length
     tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
     return MmzooProcessor(image_processor, tokenizer, max_length=max_length or tokenizer.model_max_length)
+
+
+def _text_tokenizer(spec: ModelSpec):
+    text_config = tower_config(spec.encoder("text"), "encoders.text")
+    tokenizer = load_tokenizer(spec.encoder("text").resolved_tokenizer)
+    positions = getattr(text_config, "max_position_embeddings", None) or tokenizer.model_max_length
+    tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
+    return tokenizer
+
+
+def build_audio_processor(spec: ModelSpec | dict | str | Path, max_length: int | None = None):
+    """The MmzooAudioProcessor of a text-audio spec: its tokenizer and the audio tower family's feature
+    extractor (see :mod:`mmzoo.encoders.audio`)."""
+    from .encoders.audio import build_feature_extractor
+    from .modeling import MmzooAudioProcessor
+
+    spec = load_spec(spec)
+    audio_spec = spec.encoder("audio")
+    index = next(i for i, e in enumerate(spec.encoders) if e.modality == "audio")
+    extractor = build_feature_extractor(tower_config(audio_spec, f"encoders.{index}"), audio_spec.feature_extractor,
+                                        f"encoders.{index}")
+    tokenizer = _text_tokenizer(spec)
+    return MmzooAudioProcessor(extractor, tokenizer, max_length=max_length or tokenizer.model_max_length)
 
 
 def save_pretrained(model, processor, out_dir: str | Path) -> Path:

@@ -146,6 +146,7 @@ def parse_data(text: str):
 
     from ..data import SourceSpec
     from ..eval.tasks import EvaluationError
+    from ..specs.base import validation_problems
 
     if text.startswith("builtin:"):
         name, _, split = text.removeprefix("builtin:").partition(":")
@@ -161,8 +162,7 @@ def parse_data(text: str):
     try:
         return TypeAdapter(SourceSpec).validate_python(data)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(source)'}: {e['msg']}"
-                             for e in err.errors(include_url=False))
+        problems = "; ".join(validation_problems(err, data, whole="(source)", schema_hint=False))
         raise EvaluationError(f"--data {text!r}: {problems}") from None
 
 
@@ -171,11 +171,12 @@ def _validated_task(data: dict[str, Any]):
 
     from ..eval.tasks import EvaluationError
     from ..recipe.schema import EvaluationTaskSpec
+    from ..specs.base import validation_problems
 
     try:
         return EvaluationTaskSpec.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False))
+        problems = "; ".join(validation_problems(err, data, whole="(task)", schema_hint=False))
         raise EvaluationError(f"task {data.get('task')!r}: {problems}") from None
 
 

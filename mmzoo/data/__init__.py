@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .builtin import BUILTIN_DATASETS, BuiltinDataset, list_builtin, load_builtin
 from .coco import CocoCaptionsSourceSpec, KarpathySourceSpec
+from .audio import PAIR_COLLATORS, AudioTextCollator
 from .collator import ImageTextCollator
 from .errors import DataError
 from .sources import DEFAULT_COLUMNS, SOURCE_LOADERS, BadSampleReport, bad_sample_report, load_source
@@ -27,6 +28,7 @@ from .specs import (
 from .vqa_v2 import VqaV2SourceSpec
 
 __all__ = [
+    "AudioTextCollator",
     "BUILTIN_DATASETS",
     "BadSampleReport",
     "BuiltinDataset",
@@ -43,6 +45,7 @@ __all__ = [
     "JsonSourceSpec",
     "KarpathySourceSpec",
     "LayoutSourceSpec",
+    "PAIR_COLLATORS",
     "ParquetSourceSpec",
     "SOURCE_LOADERS",
     "SOURCE_SPEC_TYPES",

@@ -127,6 +127,16 @@ class SourceSpecBase(SpecBase):
         """The Hugging Face Hub dataset id this source reads (``None``: local files or generated data)."""
         return None
 
+    def load_generated(self):
+        """The dataset, already in normalised columns, when mmzoo generates this source instead of reading it
+        (built-ins); None for sources that are read (``load_raw``) and then normalised."""
+        return None
+
+    def check_without_reading(self) -> str | None:
+        """What ``--dry-run`` can state about this source without reading it (generated data, whose params the
+        spec already validated); None when its first rows must be read and decoded."""
+        return None
+
     def load_raw(self, base: Path, cache_dir: str | None) -> RawSource:
         """Read the source (relative paths against ``base``) before column normalisation."""
         from .sources import SOURCE_LOADERS

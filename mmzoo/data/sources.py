@@ -28,7 +28,6 @@ from .._registry import Registry
 from ..utils.logging import get_logger
 from .errors import DataError
 from .specs import (
-    BuiltinSourceSpec,
     CsvSourceSpec,
     HFSourceSpec,
     ImageFolderSourceSpec,
@@ -114,8 +113,9 @@ def load_source(
         :func:`bad_sample_report`.
     """
     base = Path(base_dir).expanduser().resolve()
-    if isinstance(spec, BuiltinSourceSpec):
-        return _load_builtin(spec)
+    generated = spec.load_generated()
+    if generated is not None:
+        return generated
     raw = spec.load_raw(base, cache_dir)
     report = BadSampleReport(raw.where)
     dataset = _normalise(raw, spec, report)
@@ -124,15 +124,6 @@ def load_source(
 
 
 # ---------------------------------------------------------------------------------------------- loaders
-def _load_builtin(spec: BuiltinSourceSpec):
-    from .builtin import load_builtin
-
-    ds = load_builtin(spec.name, **spec.generator_params())
-    if spec.max_samples is not None:
-        ds = ds.select(range(min(spec.max_samples, len(ds))))
-    return ds.to_iterable_dataset() if spec.streaming else ds
-
-
 _SLICE = re.compile(r"^(?P<split>[\w.-]+)\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\]$")
 
 

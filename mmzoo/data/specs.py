@@ -72,6 +72,19 @@ class BuiltinSourceSpec(SourceSpecBase):
 
     location_field = "name"
 
+    def load_generated(self):
+        """Generated (or read from the cache) by :func:`mmzoo.data.load_builtin`; ``max_samples`` keeps the
+        first rows."""
+        from .builtin import load_builtin
+
+        ds = load_builtin(self.name, **self.generator_params())
+        if self.max_samples is not None:
+            ds = ds.select(range(min(self.max_samples, len(ds))))
+        return ds.to_iterable_dataset() if self.streaming else ds
+
+    def check_without_reading(self) -> str | None:
+        return f"built-in {self.name!r} (generated on first use; params valid)"
+
     def identity(self) -> dict[str, Any]:
         # name and split only: two seeds of one builtin split draw from the same pool
         return {"source": self.source, "name": self.name, "split": self.split}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .pooling import AttentionPooler, pool
+from .pooling import POOLERS, pool
 from .projection import build_projection
 
 
@@ -45,11 +45,16 @@ def tower_model(hf_config, pooling: str) -> nn.Module:
     from transformers import AutoModel
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
+    from .audio import audio_tower_class
+
+    family_class = audio_tower_class(hf_config)  # e.g. Whisper: the encoder only
     kwargs = {}
     if pooling != "pooler":
-        model_class = MODEL_MAPPING.get(type(hf_config), None)
+        model_class = family_class or MODEL_MAPPING.get(type(hf_config), None)
         if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
             kwargs["add_pooling_layer"] = False
+    if family_class is not None:
+        return family_class(hf_config, **kwargs)
     return AutoModel.from_config(hf_config, **kwargs)
 
 
@@ -72,7 +77,8 @@ class Tower(nn.Module):
         self.modality = modality
         self.pooling = pooling
         self.width = hidden_size_of(model.config)
-        self.attention_pool = AttentionPooler(self.width) if pooling == "attention" else None
+        # a learned pooling's module (None for parameter-free ones); the attribute name keeps checkpoint keys
+        self.attention_pool = POOLERS.get(pooling).build(self.width)
         self.projection = (
             build_projection(projection_spec, self.width, projection_dim) if projection_dim is not None else None
         )
@@ -93,8 +99,11 @@ class Tower(nn.Module):
                 kwargs["attention_mask"] = mask
             if "token_type_ids" in self._accepts and inputs.get("token_type_ids") is not None:
                 kwargs["token_type_ids"] = inputs["token_type_ids"]
-        else:
+        elif self.modality == "image":
             kwargs = {"pixel_values": inputs["pixel_values"]}
+            mask = None
+        else:  # audio: the tower's own input (input_features / input_values) and family extras (CLAP's is_longer)
+            kwargs = {k: v for k, v in inputs.items() if v is not None}
             mask = None
         out = self.model(**kwargs, **flags, return_dict=True)
         tokens = out.last_hidden_state

@@ -82,6 +82,25 @@ def embed_images(model, processor, images: Sequence[Any], batch_size: int = 64, 
 
 
 @torch.inference_mode()
+def embed_audio(model, processor, clips: Sequence[Any], batch_size: int = 64, *, sampling_rate: int | None = None,
+                normalize: bool = False) -> torch.Tensor:
+    """``(len(clips), dim)`` embeddings from ``model.get_audio_features(**features)``, batch by batch.
+
+    Args:
+        model: exposes ``get_audio_features`` (mmzoo audio models, CLAP).
+        processor: ``processor(audio=[...], sampling_rate=..., return_tensors="pt")`` gives the audio tower's input.
+        clips: mono waveforms (lists / 1-D arrays), all at ``sampling_rate`` (default: the processor's).
+        normalize: L2-normalise the rows.
+    """
+    chunks = []
+    for batch in _batches(clips, batch_size):
+        inputs = to_model(processor(audio=list(batch), sampling_rate=sampling_rate, return_tensors="pt"), model)
+        chunks.append(features(model.get_audio_features(**inputs)))
+    embeds = _concat(chunks, "audio clips")
+    return F.normalize(embeds, dim=-1) if normalize else embeds
+
+
+@torch.inference_mode()
 def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256, *,
                 normalize: bool = False) -> torch.Tensor:
     """``(len(texts), dim)`` embeddings from ``model.get_text_features(**tokenized)``, batch by batch.

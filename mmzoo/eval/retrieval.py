@@ -370,3 +370,61 @@ def chunked_topk_similarity(
         all_scores.append(best_scores)
         all_indices.append(best_indices)
     return torch.cat(all_scores), torch.cat(all_indices)
+
+
+@torch.inference_mode()
+def retrieval_ranks_shared_captions(
+    item_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    item_captions: list[list[str]],
+    texts: list[str],
+    chunk_size: int = 1024,
+    *,
+    ties: Ties = "pessimistic",
+    normalize: bool = True,
+) -> RetrievalRanks:
+    """Exact ranks when a gallery item is correct for EVERY text equal to one of its captions (not only for the
+    texts of its own row): datasets whose captions name a class (the built-in ``tones``: "a high rising tone" for
+    every such clip) make a clip of the same class as right as the caption's own clip.
+
+    ``rank = 1 + #{incorrect items scoring >= (pessimistic) / > (optimistic) the best correct one}`` in both
+    directions (text -> item over all items; item -> text over all texts), as :func:`retrieval_ranks`. Chance R@1
+    of text -> item is about (#items sharing the caption) / #items. Memory: ``chunk_size x num_items`` scores.
+
+    Args:
+        item_embeds: ``(num_items, dim)``; text_embeds: ``(num_texts, dim)``.
+        item_captions: each item's captions (strings); texts: the query strings, one per row of ``text_embeds``.
+    """
+    if ties not in _TIES:
+        raise ValueError(f"ties={ties!r} is not one of {_TIES}.")
+    items = _prepare_embeds(item_embeds, "item_embeds", normalize)
+    queries = _prepare_embeds(text_embeds, "text_embeds", normalize)
+    if len(item_captions) != items.shape[0] or len(texts) != queries.shape[0]:
+        raise ValueError(f"{len(item_captions)} caption lists for {items.shape[0]} items and {len(texts)} texts for "
+                         f"{queries.shape[0]} text embeddings: give one per row")
+    keys = {text: k for k, text in enumerate(dict.fromkeys(texts))}
+    holds = torch.zeros(len(keys), items.shape[0], dtype=torch.bool, device=items.device)  # (key, item)
+    for i, captions in enumerate(item_captions):
+        for caption in captions:
+            if caption in keys:
+                holds[keys[caption], i] = True
+    text_keys = torch.tensor([keys[t] for t in texts], dtype=torch.long, device=items.device)
+    beats = torch.ge if ties == "pessimistic" else torch.gt
+    lowest = torch.finfo(torch.float32).min
+    t2i = torch.empty(len(texts), dtype=torch.long, device=items.device)
+    best_item = torch.full((items.shape[0],), lowest, device=items.device)
+    for start in range(0, len(texts), chunk_size):
+        scores = queries[start:start + chunk_size].float() @ items.float().t()
+        relevant = holds[text_keys[start:start + chunk_size]]
+        best = scores.masked_fill(~relevant, lowest).amax(dim=1)
+        t2i[start:start + chunk_size] = 1 + _count(beats(scores, best[:, None]) & ~relevant)
+        best_item = torch.maximum(best_item, scores.masked_fill(~relevant, lowest).amax(dim=0))
+    if (best_item == lowest).any():
+        missing = (best_item == lowest).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"items {missing} have none of their captions among the texts; give every item a caption")
+    i2t = torch.zeros(items.shape[0], dtype=torch.long, device=items.device)
+    for start in range(0, len(texts), chunk_size):
+        scores = queries[start:start + chunk_size].float() @ items.float().t()
+        relevant = holds[text_keys[start:start + chunk_size]]
+        i2t += _count(beats(scores, best_item[None, :]) & ~relevant, dim=0)
+    return RetrievalRanks(image_to_text=i2t + 1, text_to_image=t2i)

@@ -7,26 +7,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..encoders.dims import TowersAndTokens
 from ..specs.fusion import FUSION_COMPONENTS
 
 # tag -> Fusion subclass, constructed as cls(spec, dims, config) with config the MmzooConfig: the builder side of
 # the one fusion registry (its spec side is mmzoo.specs.FUSION_SPECS)
 FUSIONS = FUSION_COMPONENTS.builders
-
-
-@dataclass(frozen=True)
-class ModelDims:
-    """Widths and token ids every component may need; derived from the towers and the tokenizer."""
-
-    text_width: int
-    image_width: int
-    embed_dim: int
-    vocab_size: int
-    pad_token_id: int = 0
-    mask_token_id: int | None = None
-    cls_token_id: int | None = None
-    sep_token_id: int | None = None
-    special_token_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -47,7 +33,7 @@ class Fusion(nn.Module):
     pair_dim: int | None = None
     text_token_dim: int | None = None
 
-    def __init__(self, spec, dims: ModelDims, config=None) -> None:
+    def __init__(self, spec, dims: TowersAndTokens, config=None) -> None:
         super().__init__()
         self.spec = spec
         self.dims = dims
@@ -60,7 +46,7 @@ class Fusion(nn.Module):
         ``apply_trainability`` on construction and after loading). Default: everything trains."""
 
 
-def transformer_width(spec, dims: ModelDims) -> int:
+def transformer_width(spec, dims: TowersAndTokens) -> int:
     """Width of a transformer fusion: ``spec.hidden_size``, else the text tower's; must divide into heads."""
     width = spec.hidden_size or dims.text_width
     if width % spec.num_heads:

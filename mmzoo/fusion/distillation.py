@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import CONFIG_MAPPING
 
+from .._sources import hf_config_from_dict
 from ..encoders.tower import Tower, tower_model
 from .base import FUSIONS, Fusion, FusionOutput
 
@@ -20,13 +20,7 @@ def teacher_config(config, modality: str):
         )
     if not isinstance(stored, dict):  # already a config object
         return stored
-    model_type = stored.get("model_type")
-    if model_type not in CONFIG_MAPPING:
-        raise ValueError(
-            f"fusion.teachers.{modality}: unknown transformers model_type {model_type!r} in teacher_configs; "
-            "use one transformers knows (bert, vit, clip_vision_model, ...)"
-        )
-    return CONFIG_MAPPING[model_type].from_dict(stored)
+    return hf_config_from_dict(stored, f"teacher_configs.{modality}")
 
 
 @FUSIONS.register("distillation")

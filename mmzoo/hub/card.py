@@ -20,6 +20,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..errors import HubError
 from ..specs import ModelSpec
+from ..modalities import MODALITIES, paired_modalities
 from ..version import __version__
 from . import _markdown as md
 from . import snippets
@@ -40,8 +41,20 @@ TASK_TYPES: dict[str, tuple[str, str]] = {
     "vqa": ("visual-question-answering", "Visual Question Answering"),
     "captioning": ("image-to-text", "Image Captioning"),
 }
+# (eval task tag, protocol modality) -> task type and name, for results of non-image models (mmzoo.modalities)
+MODALITY_TASK_TYPES: dict[tuple[str, str], tuple[str, str]] = {
+    ("retrieval", "audio"): ("feature-extraction", "Audio-Text Retrieval"),
+}
+
+
+def task_type(result: dict[str, Any], default: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(Hub task type, task name)`` of one eval result (its protocol's ``modality`` picks audio names)."""
+    modality = (result.get("protocol") or {}).get("modality")
+    return MODALITY_TASK_TYPES.get((result["task"], modality)) or TASK_TYPES.get(result["task"], default)
+
+
 # words of metric keys shown differently in readable metric names
-_METRIC_WORDS = {"image": "Image", "text": "Text", "to": "→", "recall": "Recall", "at": "@", "mean": "Mean",
+_METRIC_WORDS = {"image": "Image", "audio": "Audio", "text": "Text", "to": "→", "recall": "Recall", "at": "@", "mean": "Mean",
                  "median": "Median", "rank": "Rank", "accuracy": "Accuracy", "bleu": "BLEU", "cider": "CIDEr",
                  "meteor": "METEOR", "rouge": "ROUGE", "spice": "SPICE", "top": "Top", "vqa": "VQA", "f1": "F1",
                  "auc": "AUC", "roc": "ROC", "map": "mAP", "ndcg": "nDCG", "mrr": "MRR", "loss": "Loss"}
@@ -133,11 +146,11 @@ def eval_results(run: Run) -> list[EvalResult]:
     """One ``EvalResult`` per metric of ``eval_results.json`` (the card's ``model-index``)."""
     out = []
     for result in (run.eval_results or {}).get("results", []):
-        task_type, task_name = TASK_TYPES.get(result["task"], (result["task"], result["task"]))
+        task_kind, task_name = task_type(result, (result["task"], result["task"]))
         dataset = result.get("dataset") or {}
         for metric, value in sorted((result.get("metrics") or {}).items()):
             out.append(EvalResult(
-                task_type=task_type, task_name=task_name,
+                task_type=task_kind, task_name=task_name,
                 dataset_type=dataset.get("name", "unknown"), dataset_name=dataset.get("name", "unknown"),
                 dataset_config=dataset.get("config"), dataset_split=dataset.get("split"),
                 dataset_revision=dataset.get("revision"),
@@ -153,7 +166,7 @@ def eval_result_files(run: Run) -> dict[str, str]:
         dataset = result.get("dataset") or {}
         name = dataset.get("name", "unknown")
         protocol = _inline(result.get("protocol"))
-        task_name = TASK_TYPES.get(result["task"], (None, result["task"]))[1]
+        task_name = task_type(result, (None, result["task"]))[1]
         for metric, value in sorted((result.get("metrics") or {}).items()):
             notes = f"{task_name}: {metric_name(metric)}" + (f" ({protocol})" if protocol else "")
             entries.setdefault(name, []).append(EvalResultEntry(
@@ -168,7 +181,8 @@ def card_data(run: Run, repo_id: str | None = None, license: str | None = None,
               tags: list[str] | tuple[str, ...] = ()) -> ModelCardData:
     spec, hub = run.spec, (run.recipe or {}).get("hub") or {}
     model_name = (repo_id or spec.name).split("/")[-1]
-    all_tags = ["mmzoo", "multimodal", "vision-language", spec.fusion.type, *(o.type for o in spec.objectives),
+    modality_tags = [t for m in paired_modalities(spec) for t in MODALITIES.get(m).tags]  # vision-language, audio...
+    all_tags = ["mmzoo", "multimodal", *modality_tags, spec.fusion.type, *(o.type for o in spec.objectives),
                 *(hub.get("tags") or []), *tags]
     metrics = sorted({m for r in (run.eval_results or {}).get("results", []) for m in r.get("metrics") or {}})
     return ModelCardData(
@@ -348,7 +362,7 @@ def _result_row(result: dict[str, Any]) -> dict[str, Any]:
     name = dataset.get("name", "unknown") + (f" / {dataset['config']}" if dataset.get("config") else "")
     metrics = [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted((result.get("metrics") or {}).items())]
     metrics = [(metric_name(k), v) for k, v in metrics]
-    return {"task_name": TASK_TYPES.get(result["task"], (None, result["task"]))[1], "dataset": name,
+    return {"task_name": task_type(result, (None, result["task"]))[1], "dataset": name,
             "split": dataset.get("split"), "metrics": metrics, "protocol": _inline(result.get("protocol"))}
 
 

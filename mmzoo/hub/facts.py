@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ..specs import ModelSpec
-
-RUN_INFO = "run_info.json"
+from ..utils.files import RUN_INFO  # noqa: F401  (written by mmzoo.train.run_info, read by the card)
 
 
 def _tower(enc) -> str:
@@ -56,7 +54,9 @@ def description(spec: ModelSpec, info: dict[str, Any] | None) -> str:
 
 
 def learned_scalars(run_dir: str | Path, spec: ModelSpec) -> dict[str, dict[str, float]]:
-    """``{objective: {"temperature" | "scale" | "bias": value}}`` from the run's ``model.safetensors``."""
+    """``{objective: {"temperature" | "bias": value}}`` the objectives learned, read from the run's
+    ``model.safetensors``: each objective's scalar parameters (``objectives.<type>.<name>``), converted by its spec
+    (``learned_values``: the one convention, temperature tau with ``logit_scale`` = log(1 / tau))."""
     file = Path(run_dir) / "model.safetensors"
     if not file.is_file():
         return {}
@@ -64,19 +64,17 @@ def learned_scalars(run_dir: str | Path, spec: ModelSpec) -> dict[str, dict[str,
 
     out: dict[str, dict[str, float]] = {}
     with safe_open(str(file), framework="np") as weights:
-        keys = set(weights.keys())
+        keys = list(weights.keys())
         for objective in spec.objectives:
-            found: dict[str, float] = {}
-            scale_key, bias_key = f"objectives.{objective.type}.logit_scale", f"objectives.{objective.type}.logit_bias"
-            if scale_key in keys:
-                log_scale = float(weights.get_tensor(scale_key).reshape(-1)[0])
-                cap = getattr(objective, "max_logit_scale", None)
-                scale = math.exp(log_scale) if cap is None else min(math.exp(log_scale), cap)
-                if bias_key in keys:
-                    found["scale"] = scale
-                    found["bias"] = float(weights.get_tensor(bias_key).reshape(-1)[0])
-                else:
-                    found["temperature"] = 1.0 / scale
+            prefix = f"objectives.{objective.type}."
+            scalars = {}
+            for key in keys:
+                name = key[len(prefix):]
+                if key.startswith(prefix) and "." not in name:
+                    tensor = weights.get_tensor(key)
+                    if tensor.size == 1:
+                        scalars[name] = float(tensor.reshape(-1)[0])
+            found = objective.learned_values(scalars)
             if found:
                 out[objective.type] = found
     return out

@@ -117,6 +117,8 @@ def gallery_rows(model, processor, eval_dataset, n: int = GALLERY_SIZE) -> list[
     from ..eval.tasks._data import as_captions, column_names
 
     columns = set(column_names(eval_dataset) or [])
+    if "audio" in columns and "image" not in columns:  # audio data: no example pictures (the loss curve stays)
+        return []
     config = model.config
     spec = config.model_spec()
     vqa = bool(getattr(config, "answer_vocab", None)) and {"question", "answers"} <= columns and hasattr(
@@ -149,7 +151,7 @@ def gallery_rows(model, processor, eval_dataset, n: int = GALLERY_SIZE) -> list[
             captions = [as_captions(r[caption_key], i)[0] for i, r in enumerate(rows)]
             for item, caption in zip(out, captions):
                 item["truth"] = f"truth: {caption}"
-            if spec.objective("captioning") is not None:
+            if spec.generates_text:
                 for item, caption in zip(out, _generated(model, processor, [r["image"] for r in shown])):
                     item["lines"].append(f"generated: {caption}")
             _retrieved(model, processor, [r["image"] for r in shown], captions, out)

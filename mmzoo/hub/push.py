@@ -335,3 +335,16 @@ def _is_transport_error(err: BaseException | None) -> bool:
         with contextlib.suppress(ImportError):
             classes.append(importlib.import_module(module).TransportError)
     return isinstance(err, tuple(classes))
+
+
+def publish_run(folder: Path, hub, *, revision: str | None = None, commit_message: str | None = None,
+                checkpoint: bool = False) -> PushResult:
+    """:func:`push_run` of a run (or, ``checkpoint=True``, a checkpoint) folder with a recipe's ``hub:`` settings:
+    the ``publish`` service of training (``mmzoo.train.train``)."""
+    if checkpoint:
+        return push_run(folder, hub.repo_id, private=hub.private, revision=revision,
+                        commit_message=commit_message, remote_code=hub.remote_code, license=hub.license,
+                        tags=tuple(hub.tags))
+    return push_run(folder, hub.repo_id, private=hub.private, revision=revision or hub.revision,
+                    commit_message=commit_message or hub.commit_message, overwrite_card=hub.overwrite_card,
+                    remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))

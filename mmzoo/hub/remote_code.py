@@ -37,7 +37,7 @@ MODEL_AUTO_CLASSES: dict[str, tuple[str, Callable[[Any, dict], bool]]] = {
     "AutoModelForZeroShotImageClassification": ("MmzooForZeroShotImageClassification",
                                                 lambda spec, config: spec.scores_pairs),
     "AutoModelForImageTextToText": ("MmzooForConditionalGeneration",
-                                    lambda spec, config: spec.objective("captioning") is not None),
+                                    lambda spec, config: spec.generates_text),
     "AutoModelForVisualQuestionAnswering": ("MmzooForVisualQuestionAnswering",
                                             lambda spec, config: "pair_embedding" in spec.fusion.provides
                                             and bool(config.get("answer_vocab"))),

@@ -117,7 +117,7 @@ def _features(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
 
 
 def _zero_shot(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
-    sigmoid = any(o.type == "sigmoid" for o in spec.objectives if o.scores_pairs)
+    sigmoid = spec.pair_scores == "sigmoid"
     trust = ", trust_remote_code=True" if remote_code else ""
     code = (
         _header(remote_code, "AutoModel, AutoProcessor, pipeline")
@@ -198,16 +198,80 @@ def _captioning(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
                  "Generates a caption with the captioning decoder (greedy decoding through `generate()`).", code)
 
 
-def _has_objective(kind: str) -> Callable[[ModelSpec, dict[str, Any]], bool]:
-    return lambda spec, config: spec.objective(kind) is not None
+def _has_image(spec: ModelSpec) -> bool:
+    return any(e.modality == "image" for e in spec.encoders)
 
 
+def _has_audio(spec: ModelSpec) -> bool:
+    return any(e.modality == "audio" for e in spec.encoders)
+
+
+EXAMPLE_SOUNDS = ("a high steady tone", "a low steady tone")
+_SOUNDS = json.dumps(list(EXAMPLE_SOUNDS))
+
+
+def _audio_code() -> str:
+    return ("import numpy as np\n\n"
+            "rate = processor.feature_extractor.sampling_rate\n"
+            "t = np.arange(rate) / rate  # one second\n"
+            "audio = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)  # a 1 kHz tone (use your own clips)\n")
+
+
+def _zero_shot_audio(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
+    trust = ", trust_remote_code=True" if remote_code else ""
+    code = (
+        _audio_header(remote_code, "AutoModel, AutoProcessor, pipeline")
+        + _load(remote_code, "AutoModel", repo_id, "model") + _load(remote_code, "AutoProcessor", repo_id, "processor")
+        + _audio_code() + "\n"
+        'classifier = pipeline("zero-shot-audio-classification", model=model, tokenizer=processor.tokenizer,\n'
+        "                      feature_extractor=processor.feature_extractor)\n"
+        f'print(classifier(audio, candidate_labels={_SOUNDS}, hypothesis_template="{{}}"))\n\n'
+        "# the same scores from the model: one logit per (audio, text) pair\n"
+        f"inputs = processor(text={_SOUNDS}, audio=[audio], sampling_rate=rate)\n"
+        "with torch.no_grad():\n"
+        "    print(model(**inputs).logits_per_audio.softmax(dim=-1))  # (clips, texts)\n"
+    )
+    return Usage("zero_shot_audio", "Zero-shot audio classification",
+                 "Scores a sound against free-text labels with the audio-text similarity the model was trained with.",
+                 code)
+
+
+def _audio_features(repo_id: str, remote_code: bool, spec: ModelSpec) -> Usage:
+    code = (
+        _audio_header(remote_code, "AutoModel, AutoProcessor")
+        + _load(remote_code, "AutoModel", repo_id, "model") + _load(remote_code, "AutoProcessor", repo_id, "processor")
+        + _audio_code() + "\n"
+        "audio_inputs = processor(audio=[audio], sampling_rate=rate)\n"
+        f"text_inputs = processor(text={_SOUNDS})\n"
+        "with torch.no_grad():\n"
+        "    audio_embeds = model.get_audio_features(**audio_inputs).pooler_output  # projected, unnormalised\n"
+        "    text_embeds = model.get_text_features(**text_inputs).pooler_output\n"
+        "similarity = torch.nn.functional.normalize(audio_embeds, dim=-1) @ "
+        "torch.nn.functional.normalize(text_embeds, dim=-1).T\n"
+        "print(audio_embeds.shape, text_embeds.shape, similarity)\n"
+    )
+    return Usage("audio_features", "Audio and text embeddings",
+                 f"Projected embeddings ({spec.projection_dim} dims) of sounds and texts, and their cosine similarity.",
+                 code)
+
+
+def _audio_header(remote_code: bool, names: str) -> str:
+    lines = [] if remote_code else ["import mmzoo  # noqa: F401  (registers mmzoo's architectures with transformers)"]
+    return "\n".join([*lines, "import torch", f"from transformers import {names}"]) + "\n\n"
+
+
+# which heads a model supports follows the capabilities its components declare (mmzoo.specs), never tag names
 register_head(Head("vqa", "visual-question-answering",
                    lambda spec, config: "pair_embedding" in spec.fusion.provides and bool(config.get("answer_vocab")),
                    _vqa))
-register_head(Head("captioning", "image-to-text", _has_objective("captioning"), _captioning))
-register_head(Head("zero_shot", "zero-shot-image-classification", lambda spec, config: spec.scores_pairs, _zero_shot))
+register_head(Head("captioning", "image-to-text", lambda spec, config: spec.generates_text, _captioning))
+# the Hub has no zero-shot audio task (transformers has the pipeline): audio-text models are feature extractors there
+register_head(Head("zero_shot_audio", "feature-extraction",
+                   lambda spec, config: _has_audio(spec) and spec.scores_pairs, _zero_shot_audio))
+register_head(Head("audio_features", "feature-extraction", lambda spec, config: _has_audio(spec), _audio_features))
+register_head(Head("zero_shot", "zero-shot-image-classification",
+                   lambda spec, config: _has_image(spec) and spec.scores_pairs, _zero_shot))
 register_head(Head("itm", "feature-extraction",
-                   lambda spec, config: spec.objective("itm") is not None and "pair_embedding" in spec.fusion.provides,
+                   lambda spec, config: spec.matches_pairs and "pair_embedding" in spec.fusion.provides,
                    _itm))
-register_head(Head("features", "feature-extraction", lambda spec, config: True, _features))
+register_head(Head("features", "feature-extraction", lambda spec, config: _has_image(spec), _features))

@@ -11,7 +11,7 @@ from transformers import (
 
 from .configuration_mmzoo import MmzooConfig, MmzooSiglipConfig
 from .modeling_mmzoo import MmzooForZeroShotImageClassification, MmzooModel
-from .processing_mmzoo import MmzooProcessor
+from .processing_mmzoo import MmzooAudioProcessor, MmzooProcessor
 
 _done = False
 # extra (auto factory, class) pairs that other modules add before registration runs, e.g. task heads
@@ -33,7 +33,16 @@ def register_auto_classes() -> None:
             cls = model_class if model_class.config_class is config_class else _for_config(model_class, config_class)
             factory.register(config_class, cls, exist_ok=True)
         AutoProcessor.register(config_class, MmzooProcessor, exist_ok=True)
+    # AutoProcessor finds a saved processor's class by the name in processor_config.json among the registered
+    # ones; the audio processor is registered under its own key (image and audio models share MmzooConfig)
+    AutoProcessor.register(_AudioProcessorKey, MmzooAudioProcessor, exist_ok=True)
     _done = True
+
+
+class _AudioProcessorKey:
+    """Registration key of MmzooAudioProcessor with AutoProcessor (no model has this config)."""
+
+    model_type = "mmzoo_audio_processor"
 
 
 _subclasses: dict[tuple[type, type], type] = {}

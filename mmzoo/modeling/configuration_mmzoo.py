@@ -20,7 +20,8 @@ class MmzooConfig(PreTrainedConfig):
     r"""
     Args:
         spec (`dict`): the full `ModelSpec` (every default filled in), as `ModelSpec.to_dict()`.
-        text_config / vision_config (`PreTrainedConfig` or `dict`): the towers' HF configs.
+        text_config / vision_config / audio_config (`PreTrainedConfig` or `dict`): the towers' HF configs (a model
+            has the text config and those of its other modalities, see `mmzoo.modalities`).
         teacher_configs (`dict[str, dict]`, *optional*): HF configs of distillation teachers by modality.
         tokens (`dict`, *optional*): vocabulary size and special token ids of the tokenizer the model was built with.
         answer_vocab (`list[str]`, *optional*): answers of the VQA classification head.
@@ -39,11 +40,13 @@ class MmzooConfig(PreTrainedConfig):
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
         "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper", optional=True),
     }
 
     spec: dict[str, Any] | None = None
     text_config: PreTrainedConfig | dict | None = None
     vision_config: PreTrainedConfig | dict | None = None
+    audio_config: PreTrainedConfig | dict | None = None
     teacher_configs: dict[str, Any] | None = None
     tokens: dict[str, Any] | None = None
     answer_vocab: list[str] | None = None
@@ -77,5 +80,4 @@ class MmzooSiglipConfig(MmzooConfig):
 def config_class_for(spec: ModelSpec) -> type[MmzooConfig]:
     """Sigmoid-scored models (an objective scoring pairs by sigmoid and none by softmax) get the siglip-flavoured
     config. The scoring kind is the objectives' declared ``pair_scores``."""
-    kinds = {o.pair_scores for o in spec.objectives if o.scores_pairs}
-    return MmzooSiglipConfig if "sigmoid" in kinds and "softmax" not in kinds else MmzooConfig
+    return MmzooSiglipConfig if spec.pair_scores == "sigmoid" else MmzooConfig

@@ -246,6 +246,14 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         self.vqa_head = MlpHead(width, 2 * width, answers, norm=True)
         self.post_init()  # initialises the new head only: modules initialised above are skipped
 
+    def unreached_modules(self, spec) -> list[nn.Module]:
+        """The VQA loss reads the fusion's pair embedding only: the pretraining objectives (their heads and
+        temperature) and, unless the fusion reads them, the towers' projections get no gradient here."""
+        projections = [] if spec.fusion.trains_projections else [
+            t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None
+        ]
+        return [*self.objectives.values(), *projections]
+
     def forward(
         self,
         input_ids: Tensor | None = None,

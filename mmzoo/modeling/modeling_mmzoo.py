@@ -14,10 +14,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
 
+from ..encoders.dims import TowersAndTokens
 from ..encoders.tower import Tower, TowerOutput, tower_model
 from ..errors import SpecError
-from ..fusion import FUSIONS, ModelDims
+from ..fusion import FUSIONS
 from ..objectives import OBJECTIVES, ObjectiveContext
+from ..modalities import MODALITIES, paired_modalities, paired_modality, tower_of
 from .configuration_mmzoo import MmzooConfig
 from .outputs import MmzooOutput
 
@@ -110,10 +112,10 @@ def no_split_modules(model: nn.Module) -> set[str]:
 _PACKAGE = __name__.split(".")[0]
 
 
-def model_dims(config: MmzooConfig, text_width: int, image_width: int) -> ModelDims:
+def towers_and_tokens(config: MmzooConfig, text_width: int, image_width: int) -> TowersAndTokens:
     spec = config.model_spec()
     tokens = config.tokens or {}
-    return ModelDims(
+    return TowersAndTokens(
         text_width=text_width,
         image_width=image_width,
         embed_dim=spec.projection_dim_of("text"),
@@ -155,16 +157,19 @@ class MmzooModel(MmzooPreTrainedModel):
     def __init__(self, config: MmzooConfig) -> None:
         super().__init__(config)
         spec = config.model_spec()
-        text_spec, image_spec = spec.encoder("text"), spec.encoder("image")
+        text_spec = spec.encoder("text")
         self.text_tower = Tower(
             tower_model(config.text_config, text_spec.pooling), "text", text_spec.pooling, text_spec.projection,
             spec.projection_dim_of("text"),
         )
-        self.vision_tower = Tower(
-            tower_model(config.vision_config, image_spec.pooling), "image", image_spec.pooling,
-            image_spec.projection, spec.projection_dim_of("image"),
-        )
-        self.dims = model_dims(config, self.text_tower.width, self.vision_tower.width)
+        for name in paired_modalities(spec):  # vision_tower and / or audio_tower (mmzoo.modalities)
+            modality, enc = MODALITIES.get(name), spec.encoder(name)
+            setattr(self, modality.tower_attr, Tower(
+                tower_model(getattr(config, modality.config_key), enc.pooling), name, enc.pooling, enc.projection,
+                spec.projection_dim_of(name),
+            ))
+        paired_tower = getattr(self, MODALITIES.get(paired_modality(spec)).tower_attr)
+        self.dims = towers_and_tokens(config, self.text_tower.width, paired_tower.width)
         self.fusion = FUSIONS.get(spec.fusion.type)(spec.fusion, self.dims, config)
         self.objectives = nn.ModuleDict(
             {o.type: OBJECTIVES.get(o.type)(o, self.dims, self.fusion) for o in spec.objectives}
@@ -201,7 +206,7 @@ class MmzooModel(MmzooPreTrainedModel):
 
         for i, enc in enumerate(spec.encoders):
             if enc.peft is not None:
-                inject_lora(self.text_tower.model if enc.modality == "text" else self.vision_tower.model, enc,
+                inject_lora(tower_of(self, enc.modality).model, enc,
                             f"encoders.{i}")
 
     # -- trainability -------------------------------------------------------------------------------------------
@@ -213,6 +218,16 @@ class MmzooModel(MmzooPreTrainedModel):
         spec = spec or self.config.model_spec()
         for step in TRAINABILITY_STEPS:
             step(self, spec)
+
+    def unreached_modules(self, spec) -> list[nn.Module]:
+        """Modules that this class's training loss never reaches, frozen by ``freeze_unreached`` so that every
+        trainable parameter gets a gradient (DDP with ``find_unused_parameters=False``, ZeRO, FSDP): the towers'
+        projections when no fusion or objective of the spec reads the projected embeddings with a gradient
+        (``trains_projections``; e.g. mlm + itm, whose hard-negative sampling reads them without one). They keep
+        their weights (saved and loaded as before); they were never updated anyway."""
+        if spec.trains_projections:
+            return []
+        return [t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None]
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -249,6 +264,69 @@ class MmzooModel(MmzooPreTrainedModel):
         (n_images, projection_dim), as CLIP's."""
         image = self.encode_image(pixel_values, **_tower_flags(output_hidden_states, output_attentions))
         return self._features(image, return_dict)
+
+    # -- audio (towers of mmzoo.encoders.audio families) ------------------------------------------------------
+    def audio_inputs(self, inputs: dict) -> dict[str, Tensor]:
+        """Pops the audio tower's inputs (its ``main_input_name`` and family extras such as CLAP's
+        ``is_longer``) from ``inputs``; empty when the model has no audio tower or none were given."""
+        tower = getattr(self, "audio_tower", None)
+        if tower is None:
+            return {}
+        from ..encoders.audio import AUDIO_FAMILIES
+
+        model_type = tower.model.config.model_type
+        extras = AUDIO_FAMILIES.get(model_type).extra_inputs if model_type in AUDIO_FAMILIES else ()
+        main = inputs.pop(tower.model.main_input_name, None)
+        found = {k: inputs.pop(k) for k in extras if k in inputs}
+        for other in MODALITIES.get("audio").input_names:  # another family's input name: a clear error
+            if other != tower.model.main_input_name and inputs.get(other) is not None:
+                raise ValueError(
+                    f"this model's audio tower ({model_type}) takes `{tower.model.main_input_name}`, got `{other}`; "
+                    "prepare audio with the model's own processor (mmzoo.build_processor / AutoProcessor)"
+                )
+        return {tower.model.main_input_name: main, **found} if main is not None else {}
+
+    def encode_audio(self, **audio_inputs) -> TowerOutput:
+        """``audio_inputs``: the audio tower's input (``input_features`` or ``input_values``, as its feature
+        extractor returns) plus ``output_hidden_states`` / ``output_attentions``."""
+        if getattr(self, "audio_tower", None) is None:
+            raise SpecError(f"model {self.config.model_spec().name!r} has no audio tower (its encoders: "
+                            f"{[e.modality for e in self.config.model_spec().encoders]})")
+        return self.audio_tower(**audio_inputs)
+
+    def get_audio_features(self, input_features: Tensor | None = None, input_values: Tensor | None = None,
+                           output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                           return_dict: bool | None = None, **kwargs) -> BaseModelOutputWithPooling | tuple:
+        """The audio tower's output with ``pooler_output`` = the projected (unnormalised) audio embeddings,
+        (n_audios, projection_dim), as CLAP's ``get_audio_features``."""
+        inputs = self.audio_inputs({"input_features": input_features, "input_values": input_values, **kwargs})
+        if not inputs:
+            raise ValueError("get_audio_features needs the audio tower's input (`input_features` or `input_values`)")
+        audio = self.encode_audio(**inputs, **_tower_flags(output_hidden_states, output_attentions))
+        return self._features(audio, return_dict)
+
+    def _joint_audio(self, text: TowerOutput, audio: TowerOutput, return_loss: bool | None, extra: dict) -> dict:
+        """Audio-text pair logits (``logits_per_audio``), and for paired inputs the objectives' losses on the
+        (audio, text) pairs: each pair-scoring objective sees the audio tower where image models have the image."""
+        fields = {"logits_per_audio": self.pair_logits(audio.normalized, text.normalized)}
+        fields["logits_per_text"] = fields["logits_per_audio"].t()
+        if not return_loss:
+            return fields
+        if text.tokens.shape[0] != audio.tokens.shape[0]:
+            raise ValueError(
+                f"return_loss=True needs paired inputs (text i with audio i); got {text.tokens.shape[0]} texts and "
+                f"{audio.tokens.shape[0]} audio clips"
+            )
+        ctx = ObjectiveContext(model=self, text=text, image=audio, inputs={"attention_mask": text.mask, **extra})
+        terms, loss, scalars = {}, 0.0, {}
+        for tag, objective in self.objectives.items():
+            result = objective(ctx)
+            terms[tag] = result.loss
+            scalars.update(objective_scalars(tag, result.extras))
+            loss = loss + self._weights[tag] * result.loss
+            if result.logits_per_image is not None:
+                fields.update(logits_per_audio=result.logits_per_image, logits_per_text=result.logits_per_text)
+        return {**fields, "loss": loss, "loss_terms": terms, "objective_metrics": scalars}
 
     def _features(self, tower: TowerOutput, return_dict: bool | None):
         out = BaseModelOutputWithPooling(
@@ -289,6 +367,7 @@ class MmzooModel(MmzooPreTrainedModel):
         Extra keyword inputs (e.g. `special_tokens_mask`) are passed to the objectives.
         """
         flags = _tower_flags(output_hidden_states, output_attentions)
+        audio_inputs = self.audio_inputs(kwargs)
         text = self.encode_text(input_ids, attention_mask, token_type_ids, **flags) if input_ids is not None else None
         image = self.encode_image(pixel_values, **flags) if pixel_values is not None else None
         fields = {
@@ -299,8 +378,27 @@ class MmzooModel(MmzooPreTrainedModel):
         }
         if text is not None and image is not None:
             fields.update(self._joint(text, image, input_ids, pixel_values, token_type_ids, return_loss, kwargs))
+        if audio_inputs:
+            fields.update(self._audio_fields(text, audio_inputs, flags, return_loss, kwargs, fields))
         out = MmzooOutput(**fields)  # built once, so the field order is the declared one (loss first)
         return out if self._return_dict(return_dict) else out.to_tuple()
+
+    def _audio_fields(self, text, audio_inputs: dict, flags: dict, return_loss, extra: dict, fields: dict) -> dict:
+        """Output fields of the audio tower; with texts, the audio-text logits and losses (added to the
+        image-text ones of a text-image-audio model; ``logits_per_text`` then stays the image one)."""
+        audio = self.encode_audio(**audio_inputs, **flags)
+        out = {"audio_embeds": audio.normalized, "audio_model_output": audio.raw}
+        if text is None:
+            return out
+        joint = self._joint_audio(text, audio, return_loss, extra)
+        if fields.get("logits_per_image") is not None:
+            joint.pop("logits_per_text")
+            if "loss" in joint and fields.get("loss") is not None:
+                joint["loss"] = fields["loss"] + joint["loss"]
+                joint["loss_terms"] = {**fields["loss_terms"], **{f"audio_{k}": v for k, v in joint["loss_terms"].items()}}
+                joint["objective_metrics"] = {**fields["objective_metrics"],
+                                              **{f"audio_{k}": v for k, v in joint["objective_metrics"].items()}}
+        return {**out, **joint}
 
     def _joint(self, text: TowerOutput, image: TowerOutput, input_ids, pixel_values, token_type_ids,
                return_loss: bool | None, extra: dict) -> dict:
@@ -376,7 +474,7 @@ class MmzooModel(MmzooPreTrainedModel):
 def freeze_towers(model: MmzooModel, spec) -> None:
     """``encoders.<i>.freeze``: true freezes the whole tower, a list freezes the parameters matching its patterns."""
     for i, enc in enumerate(spec.encoders):
-        tower = model.text_tower if enc.modality == "text" else model.vision_tower
+        tower = tower_of(model, enc.modality)
         if enc.peft is not None:
             continue  # a LoRA tower's own weights are frozen by adapter_trainability
         if enc.freeze is True:
@@ -406,12 +504,26 @@ def adapter_trainability(model: MmzooModel, spec) -> None:
         if enc.peft is not None:
             from ..adapters import set_lora_trainability
 
-            set_lora_trainability((model.text_tower if enc.modality == "text" else model.vision_tower).model, enc)
+            set_lora_trainability(tower_of(model, enc.modality).model, enc)
+
+
+def freeze_unreached(model: MmzooModel, spec) -> None:
+    """Freeze the parameters of ``model.unreached_modules(spec)`` that no other part of the model shares."""
+    unreached = model.unreached_modules(spec)
+    if not unreached:
+        return
+    prefixes = {name for name, module in model.named_modules() if any(module is m for m in unreached)}
+    reached = {id(p) for name, p in model.named_parameters(remove_duplicate=False)
+               if not any(name.startswith(f"{prefix}.") for prefix in prefixes)}
+    for module in unreached:
+        for p in module.parameters():
+            if id(p) not in reached:
+                p.requires_grad_(False)
 
 
 # (model, spec) -> None steps of MmzooModel.apply_trainability, in order
 TRAINABILITY_STEPS: list[Callable[[MmzooModel, Any], None]] = [freeze_towers, adapter_trainability,
-                                                                component_trainability]
+                                                                component_trainability, freeze_unreached]
 
 
 def _tower_flags(output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:

@@ -24,6 +24,11 @@ class MmzooOutput(ModelOutput):
     text_model_output / vision_model_output: the towers' own HF outputs.
     objective_metrics (`dict[str, torch.FloatTensor]`): detached scalars the objectives computed, keyed
         `<objective>/<name>` (`itm/accuracy`, `mlm/accuracy`, `contrastive/temperature`, ...), when `return_loss=True`.
+    logits_per_audio (`(n_audios, n_texts)`): audio-text logits of models with an audio tower (CLAP's name; what
+        transformers' zero-shot-audio-classification pipeline reads); `logits_per_text` is then its transpose
+        (for a text-image-audio model `logits_per_text` stays the image one).
+    audio_embeds (`(n_audios, projection_dim)`): L2-normalised projected audio embeddings.
+    audio_model_output: the audio tower's own HF output.
     """
 
     loss: torch.FloatTensor | None = None
@@ -37,6 +42,9 @@ class MmzooOutput(ModelOutput):
     text_model_output: Any = None
     vision_model_output: Any = None
     objective_metrics: dict[str, torch.Tensor] | None = None
+    logits_per_audio: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    audio_model_output: Any = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from ..specs.objectives import OBJECTIVE_COMPONENTS
-from ..fusion.base import FusionOutput, ModelDims
+from ..encoders.dims import TowersAndTokens
+from ..fusion.base import FusionOutput
 
 if TYPE_CHECKING:
     from ..encoders.tower import TowerOutput
@@ -49,7 +50,7 @@ class ObjectiveContext:
 class Objective(nn.Module):
     """Base class: ``forward(ctx) -> ObjectiveOutput``. Scoring objectives also implement ``pair_logits``."""
 
-    def __init__(self, spec, dims: ModelDims, fusion) -> None:
+    def __init__(self, spec, dims: TowersAndTokens, fusion) -> None:
         super().__init__()
         self.spec = spec
         self.dims = dims

@@ -40,8 +40,8 @@ class ContrastiveObjective(ScalarParameters):
     """Symmetric InfoNCE over in-batch (and, distributed, global-batch) negatives.
 
     L(i,t) = -log( exp(sim(i,t)/tau) / sum_t' exp(sim(i,t')/tau) ), averaged over both directions
-    (Radford et al. 2021). ``logit_scale`` stores log(1/tau), initialised from ``init_temperature`` and
-    clamped to ``max_logit_scale`` when used.
+    (Radford et al. 2021). ``logit_scale`` stores log(1/tau), initialised from ``init_temperature``; tau is
+    bounded below by ``min_temperature`` when used.
     """
 
     scalar_names = ("logit_scale",)
@@ -58,8 +58,8 @@ class ContrastiveObjective(ScalarParameters):
         self.logit_scale.requires_grad_(self.spec.learnable_temperature)
 
     def scale(self) -> Tensor:
-        """exp(logit_scale) clamped to ``max_logit_scale``, a 0-d tensor."""
-        return self.logit_scale.exp().clamp(max=self.spec.max_logit_scale).squeeze(0)
+        """1 / tau = exp(logit_scale), tau no lower than ``min_temperature``, a 0-d tensor."""
+        return self.logit_scale.exp().clamp(max=1.0 / self.spec.min_temperature).squeeze(0)
 
     def pair_logits(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:
         return self.scale() * image_embeds @ text_embeds.t()
@@ -73,7 +73,8 @@ class ContrastiveObjective(ScalarParameters):
 
 @OBJECTIVES.register("sigmoid")
 class SigmoidObjective(ScalarParameters):
-    """SigLIP pairwise sigmoid loss with learnable scale t = exp(logit_scale) and bias b (Zhai et al. 2023)."""
+    """SigLIP pairwise sigmoid loss with learnable scale t = 1 / tau = exp(logit_scale) and bias b (Zhai et al.
+    2023)."""
 
     scalar_names = ("logit_scale", "logit_bias")
 
@@ -84,7 +85,7 @@ class SigmoidObjective(ScalarParameters):
         self._reset_mmzoo_parameters()
 
     def _reset_mmzoo_parameters(self) -> None:
-        init.constant_(self.logit_scale, self.spec.init_logit_scale)
+        init.constant_(self.logit_scale, math.log(1.0 / self.spec.init_temperature))
         init.constant_(self.logit_bias, self.spec.init_logit_bias)
 
     def scale(self) -> Tensor:
@@ -102,4 +103,4 @@ class SigmoidObjective(ScalarParameters):
             ctx.image.normalized, ctx.text.normalized, self.scale(), self.bias(), self.spec.gather,
             self.spec.exchange,
         )
-        return ObjectiveOutput(loss, per_image, per_text)
+        return ObjectiveOutput(loss, per_image, per_text, {"temperature": 1.0 / self.scale().detach()})

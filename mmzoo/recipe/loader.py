@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ..errors import RecipeError, SpecError
 from ..specs import ModelSpec
-from ..specs.base import format_validation_error
+from ..specs.base import deprecated_keys, format_validation_error
 from ..utils.redact import is_secret_key, show_value
 from ..utils.safe_yaml import YamlInputError, load_yaml, load_yaml_file
 from .schema import RecipeSpec, normalise_model_section
@@ -147,7 +147,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, *, where: str, create
             node = node[index]
         elif isinstance(node, dict):
             if part not in node:
-                if not (create or (trail and trail[-1] in _FREE_FORM)):
+                # a deprecated key (e.g. max_logit_scale) is absent from a dump; the spec reads and converts it
+                if not (create or (trail and trail[-1] in _FREE_FORM) or (last and part in deprecated_keys())):
                     close = difflib.get_close_matches(part, [str(k) for k in node], n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else f"; keys there: {sorted(map(str, node))}"
                     raise RecipeError(f"{where}: {'.'.join(trail + [part])} does not exist{hint}")

@@ -10,13 +10,13 @@ Each class declares ``provides``: the capabilities it offers to objectives (see 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from .._registry import ComponentRegistry
 from .base import SpecBase
-from .encoders import Pooling
+from .encoders import Pooling, TowerSourceSpec
 
 # one entry per fusion tag: spec class (+ its declared capabilities) and, once mmzoo.fusion is imported, builder
 FUSION_COMPONENTS = ComponentRegistry("fusion")
@@ -27,6 +27,8 @@ class FusionSpecBase(SpecBase):
     type: str
     provides: ClassVar[frozenset[str]] = frozenset()
     needs_objective: ClassVar[str | None] = None
+    # it reads the towers' projected embeddings with a gradient (see ``ObjectiveSpecBase.trains_projections``)
+    trains_projections: ClassVar[bool] = False
 
 
 class TransformerFusionSpec(FusionSpecBase):
@@ -106,6 +108,7 @@ class GatedFusionSpec(FusionSpecBase):
     hidden_size: int = Field(128, gt=0, description="width of the gate's scoring MLP")
     dropout: float = Field(0.0, ge=0, lt=1)
     provides: ClassVar[frozenset[str]] = frozenset({"pair_embedding"})
+    trains_projections: ClassVar[bool] = True  # gates the projected embeddings
 
 
 @FUSION_SPECS.register("adversarial")
@@ -118,23 +121,18 @@ class AdversarialFusionSpec(FusionSpecBase):
     grl_lambda: float = Field(1.0, gt=0, description="scale of the reversed gradient")
     provides: ClassVar[frozenset[str]] = frozenset({"discriminator"})
     needs_objective: ClassVar[str | None] = "adversarial"
+    trains_projections: ClassVar[bool] = True  # the discriminator reads the projected embeddings
 
 
-class TeacherSpec(SpecBase):
-    """A frozen teacher tower for one modality (any HF model)."""
+class TeacherSpec(TowerSourceSpec):
+    """A frozen teacher tower for one modality (any HF model): a tower source (:class:`TowerSourceSpec`) that is
+    pretrained and mean-pooled by default."""
 
-    model: str | None = None
-    config: dict[str, Any] | None = None
-    pretrained: bool = True
+    pretrained: bool = Field(True, description="load the teacher's weights from `model`")
     pooling: Pooling = "mean"
 
-    @model_validator(mode="after")
-    def _source(self):
-        if self.model is None and self.config is None:
-            raise ValueError("a teacher needs `model:` (HF id or path) or `config:`")
-        if self.pretrained and self.model is None:
-            raise ValueError("a pretrained teacher needs `model:`; set it or use pretrained: false")
-        return self
+    def _label(self) -> str:
+        return "a teacher"
 
 
 @FUSION_SPECS.register("distillation")

@@ -48,6 +48,28 @@ class ModelSpec(SpecBase):
         """True when an objective gives image-text similarity logits (retrieval, zero-shot)."""
         return any(o.scores_pairs for o in self.objectives)
 
+    @property
+    def pair_scores(self) -> str | None:
+        """How the model's pair logits become probabilities: "sigmoid" when every pair-scoring objective scores
+        by sigmoid, "softmax" when one scores by softmax, None when none scores pairs."""
+        kinds = {o.pair_scores for o in self.objectives if o.scores_pairs}
+        return None if not kinds else "sigmoid" if kinds == {"sigmoid"} else "softmax"
+
+    @property
+    def matches_pairs(self) -> bool:
+        """True when an objective scores given (image, text) pairs as matches (``score_pairs``)."""
+        return any(o.matches_pairs for o in self.objectives)
+
+    @property
+    def generates_text(self) -> bool:
+        """True when an objective trains a text decoder conditioned on the image (``generate()``)."""
+        return any(o.generates_text for o in self.objectives)
+
+    @property
+    def trains_projections(self) -> bool:
+        """True when the fusion or an objective reads the projected embeddings with a gradient."""
+        return self.fusion.trains_projections or any(o.trains_projections for o in self.objectives)
+
     # -- cross-field rules -----------------------------------------------------------------------------------
     @model_validator(mode="after")
     def _one_encoder_per_modality(self) -> ModelSpec:
@@ -59,22 +81,40 @@ class ModelSpec(SpecBase):
                     "each modality has exactly one encoder — remove one"
                 )
             seen[enc.modality] = i
-        missing = {"text", "image"} - set(seen)
-        if missing:
+        if "text" not in seen or not ({"image", "audio"} & set(seen)):
+            missing = ["text"] if "text" not in seen else ["image or audio"]
             raise ValueError(
-                f"encoders: need one text and one image encoder, missing {sorted(missing)} "
-                f"(got {sorted(seen)}); add an entry with modality: {sorted(missing)[0]}"
+                f"encoders: need one text encoder and one image or audio encoder, missing {missing} "
+                f"(got {sorted(seen)}); add an entry with modality: {'text' if 'text' not in seen else 'image'}"
             )
         return self
 
     @model_validator(mode="after")
-    def _projection_dims_match(self) -> ModelSpec:
-        dims = {m: self.projection_dim_of(m) for m in ("text", "image")}
-        if dims["text"] != dims["image"]:
+    def _audio_rules(self) -> ModelSpec:
+        """Audio towers align with text (and image) in a shared space: dual_encoder with pair-scoring objectives."""
+        if not any(e.modality == "audio" for e in self.encoders):
+            return self
+        if self.fusion.type != "dual_encoder":
             raise ValueError(
-                f"encoders.*.projection.dim: both towers must project to the same width to be compared "
-                f"(text {dims['text']}, image {dims['image']}); set both to one value or drop them to use "
-                f"projection_dim ({self.projection_dim})"
+                f"fusion.type {self.fusion.type!r}: models with an audio tower are dual encoders (CLAP-style); "
+                "set fusion.type: dual_encoder"
+            )
+        for i, obj in enumerate(self.objectives):
+            if not obj.scores_pairs:
+                raise ValueError(
+                    f"objectives.{i}: objective {obj.type!r} does not apply to audio models; use contrastive or "
+                    "sigmoid (they align audio with text, and with images when the spec has both)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _projection_dims_match(self) -> ModelSpec:
+        dims = {e.modality: self.projection_dim_of(e.modality) for e in self.encoders}
+        if len(set(dims.values())) > 1:
+            widths = ", ".join(f"{m} {d}" for m, d in dims.items())
+            raise ValueError(
+                f"encoders.*.projection.dim: all towers must project to the same width to be compared "
+                f"({widths}); set them to one value or drop them to use projection_dim ({self.projection_dim})"
             )
         return self
 

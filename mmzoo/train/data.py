@@ -78,21 +78,22 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def select_caption(row: dict[str, Any], seed: int, epoch: int, index: int, pick: str = "hash") -> dict[str, Any]:
+    """The row (its pair columns: ``image``, or ``audio`` [+ ``sampling_rate``]) with one chosen caption."""
     captions = row["captions"]
     if isinstance(captions, str):
         captions = [captions]
     chosen = pick_caption(len(captions), seed, epoch, index) if pick == "hash" and len(captions) > 1 else 0
-    return {"image": row["image"], "captions": [captions[chosen]]}
+    return {**{k: v for k, v in row.items() if k != "captions"}, "captions": [captions[chosen]]}
 
 
 class TrainCollator:
     """The data layer's :class:`ImageTextCollator` (processor on the batch): tensors only, so that engines can
     concatenate, split and dispatch batches (``MmzooTrainer.compute_loss`` asks the model for the loss)."""
 
-    def __init__(self, processor, max_length: int | None = None) -> None:
-        from ..data import ImageTextCollator
+    def __init__(self, processor, max_length: int | None = None, modality: str = "image") -> None:
+        from ..data import PAIR_COLLATORS
 
-        self.collate = ImageTextCollator(processor, max_length=max_length, caption_sampling="first")
+        self.collate = PAIR_COLLATORS.get(modality)(processor, max_length=max_length, caption_sampling="first")
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collate(rows)
@@ -129,16 +130,22 @@ def load_run_data(recipe, cache_dir: str | None = None) -> RunData:
     return RunData(out["train"], out["eval"], skipped)
 
 
-def pair_columns(ds, key: str = "data.train"):
-    """Only the ``image`` and ``captions`` columns (so rows decode nothing else); error when one is missing."""
+def pair_columns(ds, key: str = "data.train", modality: str = "image"):
+    """Only the ``image`` (or the modality's column, see :mod:`mmzoo.modalities`) and ``captions`` columns (so
+    rows decode nothing else), plus ``sampling_rate`` for audio when present; error when one is missing."""
+    from ..modalities import MODALITIES
+
     columns = list(ds.column_names or []) if ds.column_names is not None else list(ds.features or {})
-    missing = [c for c in PAIR_COLUMNS if c not in columns]
+    wanted = [MODALITIES.get(modality).column, "captions"] if modality != "image" else list(PAIR_COLUMNS)
+    missing = [c for c in wanted if c not in columns]
     if missing:
         raise RecipeError(
-            f"{key}: the loaded data has columns {columns} but image-text training needs {list(PAIR_COLUMNS)} "
+            f"{key}: the loaded data has columns {columns} but {modality}-text training needs {wanted} "
             f"(missing {missing}); map them with {key}.columns (e.g. columns: {{caption: text}})"
         )
-    return ds.select_columns(list(PAIR_COLUMNS))
+    if modality == "audio" and "sampling_rate" in columns:
+        wanted.append("sampling_rate")
+    return ds.select_columns(wanted)
 
 
 def streaming_pairs(ds, seed: int):

@@ -66,7 +66,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..builder import build_processor, tower_config
+    from ..builder import build_processor, image_size_of
     from ..recipe import resolve_model_spec
     from .model import build_run_model
     from .run import check_image_size, resolved_recipe_yaml
@@ -78,8 +78,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
-    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", 224)
-    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = image_size_of(spec)
     seq_len = processor.max_length
     text = " ".join([_CAPTION] * (seq_len // 8 + 1))
     batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",
@@ -113,13 +112,11 @@ def check_data_source(recipe, role: str) -> str:
     unknown column or unreadable image raises the data layer's error naming the source and the fix. Built-in
     datasets are generated on first use, so only their params are checked here."""
     from ..data import load_source
-    from ..data.builtin import BUILTIN_DATASETS, builtin_params
 
     spec = getattr(recipe.data, role)
-    if spec.source == "builtin":
-        BUILTIN_DATASETS.get(spec.name)
-        builtin_params(spec.name, spec.generator_params())
-        return f"data.{role}: built-in {spec.name!r} (generated on first use; params valid)"
+    note = spec.check_without_reading()  # generated sources (built-ins) are not read here
+    if note is not None:
+        return f"data.{role}: {note}"
     stream = spec.model_copy(update={"streaming": True})
     rows = list(load_source(stream, recipe.base_dir or ".").take(CHECKED_ROWS))
     if not rows:

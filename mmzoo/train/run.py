@@ -7,8 +7,9 @@ running / complete) and the Trainer's resumable ``checkpoint-*/`` folders (each 
 ``mmzoo_checkpoint.json``). See :mod:`mmzoo.train.checkpoints` for what survives a crash.
 
 What the run needs from higher layers comes in as callables: ``evaluate`` (default
-:func:`mmzoo.eval.run_evaluation`) and ``publish`` (default: :func:`mmzoo.hub.push.push_run` with the recipe's
-``hub:`` settings).
+:func:`mmzoo.eval.run_evaluation`), ``publish`` (default :func:`mmzoo.hub.push.publish_run`: a push with the
+recipe's ``hub:`` settings) and ``illustrate``; the defaults are the services that ``import mmzoo`` provides
+(:mod:`mmzoo.utils.services`), so this layer imports neither ``mmzoo.eval`` nor ``mmzoo.hub``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import RecipeError
 from ..utils.logging import get_logger, progress_bars_disabled
 from ..version import __version__
 from ..utils.files import fault_point
+from ..utils.services import service
 from ._io import atomic_write_json, atomic_write_text, jsonl
 from .args import run_dir, training_arguments
 from .callbacks import TRAINING_LOG, HubCheckpointCallback, TrainingLogCallback, use_number_printers
@@ -74,7 +76,7 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
         evaluate: runs the recipe's ``evaluation:`` tasks, with the signature of
             :func:`mmzoo.eval.run_evaluation`; default that function.
         publish: ``publish(folder, hub_spec, revision=None, commit_message=None)`` uploads a run or
-            checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.push_run`.
+            checkpoint folder (``hub.repo_id``); default :func:`mmzoo.hub.push.publish_run`.
         illustrate: writes the run's pictures into the run folder and returns their paths, with the signature
             of :func:`mmzoo.hub.pictures.write_pictures`; default that function.
         **trainer_args: ``TrainingArguments`` fields that override the recipe (tests, notebooks).
@@ -95,37 +97,12 @@ def train(recipe, *, resume: bool | str | None = None, output_dir: str | Path | 
         check_trackers(recipe.training.report_to)
         if int(os.environ.get("RANK", "0")) == 0:
             write_run_status(out, "running")
-        services = (evaluate or (standard_evaluate() if recipe.evaluation else None),
-                    publish or (standard_publish if recipe.hub.repo_id else None),
-                    illustrate or standard_illustrate())
+        # the standard services come from the layers above (mmzoo.eval, mmzoo.hub), provided by `import mmzoo`
+        services = (evaluate or (service("evaluate") if recipe.evaluation else None),
+                    publish or (service("publish") if recipe.hub.repo_id else None),
+                    illustrate or service("illustrate"))
         with cpu_threads(recipe.training.cpu_threads):
             return _train(recipe, spec, out, checkpoint, progress, callbacks, trainer_args, services)
-
-
-def standard_evaluate() -> Evaluate:
-    from ..eval import run_evaluation
-
-    return run_evaluation
-
-
-def standard_illustrate() -> Illustrate:
-    from ..hub.pictures import write_pictures
-
-    return write_pictures
-
-
-def standard_publish(folder: Path, hub, *, revision: str | None = None, commit_message: str | None = None,
-                     checkpoint: bool = False):
-    """:func:`mmzoo.hub.push.push_run` of ``folder`` with the recipe's ``hub:`` settings."""
-    from ..hub.push import push_run
-
-    if checkpoint:
-        return push_run(folder, hub.repo_id, private=hub.private, revision=revision,
-                        commit_message=commit_message, remote_code=hub.remote_code, license=hub.license,
-                        tags=tuple(hub.tags))
-    return push_run(folder, hub.repo_id, private=hub.private, revision=revision or hub.revision,
-                    commit_message=commit_message or hub.commit_message, overwrite_card=hub.overwrite_card,
-                    remote_code=hub.remote_code, license=hub.license, tags=tuple(hub.tags))
 
 
 def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks, trainer_args,
@@ -254,23 +231,29 @@ def training_views(recipe, data, processor):
         eval_ds = None if data.eval is None else VqaDataset(data.eval, "data.eval")
         vocab = answer_vocabulary(train_ds, recipe.model.num_answers)
         return train_ds, eval_ds, VqaCollator(processor, vocab, max_length), vocab
+    modality = processor_modality(processor)
     if recipe.data.train.streaming:  # each rank reads its own part, shuffled, repeated until max_steps
         from .data import RankStream, pair_columns
 
-        train_ds = RankStream(pair_columns(data.train, "data.train"), seed, recipe.data.train.shuffle_buffer)
+        train_ds = RankStream(pair_columns(data.train, "data.train", modality), seed, recipe.data.train.shuffle_buffer)
     else:
-        train_ds = pair_view(data.train, seed, False, "hash", "data.train")
+        train_ds = pair_view(data.train, seed, False, "hash", "data.train", modality)
     eval_ds = None
     if data.eval is not None:
-        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval")
-    return train_ds, eval_ds, TrainCollator(processor, max_length), None
+        eval_ds = pair_view(data.eval, seed, recipe.data.eval.streaming, "first", "data.eval", modality)
+    return train_ds, eval_ds, TrainCollator(processor, max_length, modality), None
 
 
-def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str):
-    """The (image, one caption) view of a loaded source; captions picked by ``pick`` ("hash" / "first")."""
+def processor_modality(processor) -> str:
+    """The non-text modality a processor prepares (``MmzooProcessor.modality``; other processors: image)."""
+    return getattr(processor, "modality", "image")
+
+
+def pair_view(dataset, seed: int, streaming: bool, pick: str, key: str, modality: str = "image"):
+    """The (image or audio, one caption) view of a loaded source; captions picked by ``pick``."""
     from .data import PairDataset, pair_columns, streaming_pairs
 
-    dataset = pair_columns(dataset, key)
+    dataset = pair_columns(dataset, key, modality)
     return streaming_pairs(dataset, seed) if streaming else PairDataset(dataset, seed, pick=pick)
 
 
@@ -521,14 +504,13 @@ def check_text_tower(recipe, spec) -> None:
 
 def check_image_size(recipe, spec) -> None:
     """``data.*.image_size``, when set, must be the vision tower's input size (the processor resizes to it)."""
-    from ..builder import tower_config
+    from ..builder import image_size_of
 
     wanted = {role: s.image_size for role in ("train", "eval")
               if (s := getattr(recipe.data, role)) is not None and s.image_size is not None}
     if not wanted:
         return
-    size = getattr(tower_config(spec.encoder("image"), "encoders.image"), "image_size", None)
-    size = size[0] if isinstance(size, (list, tuple)) else size
+    size = image_size_of(spec, default=None)
     for role, value in wanted.items():
         if size is not None and value != size:
             raise RecipeError(

@@ -82,7 +82,7 @@ def run_info(recipe, trainer, *, wall_time_s: float | None, checkpoint_step: int
 
 
 def write_run_info(folder: str | Path, info: dict[str, Any]) -> Path:
-    from ..hub.facts import RUN_INFO  # the card reads it; the file name has one owner
+    from ..utils.files import RUN_INFO  # the card reads it; the file name has one owner
 
     path = Path(folder) / RUN_INFO
     atomic_write_json(path, info)

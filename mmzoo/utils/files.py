@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+RUN_INFO = "run_info.json"  # in a run folder: what the run was (steps, samples, losses, hardware); the card reads it
 RUN_STATUS = "mmzoo_run.json"  # in a run folder: {"status": "running" | "complete", "files": [...]}
 CHECKPOINT_MARKER = "mmzoo_checkpoint.json"  # in a checkpoint folder, written last: {"files": {name: size}}
 FAULT_ENV = "MMZOO_FAULT_KILL"  # comma-separated fault points at which the process SIGKILLs itself (tests)

@@ -148,7 +148,7 @@ def test_qa_answers_follow_from_metadata(shapes_ds):
 def test_shapes_param_errors():
     with pytest.raises(DataError, match=r"min_shapes must be <= max_shapes.*Accepted params: num_samples"):
         load_builtin("shapes", min_shapes=3, max_shapes=2)
-    with pytest.raises(DataError, match="num_sample.*Extra inputs"):
+    with pytest.raises(DataError, match="num_sample: unknown key"):
         load_builtin("shapes", num_sample=3)
     too_many = r"only \d+ distinct scenes with 1..1 shapes exist in split 'test'.*num_samples=500"
     with pytest.raises(DataError, match=too_many):

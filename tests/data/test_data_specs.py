@@ -73,7 +73,7 @@ def test_every_source_kind_parses(cls, fields):
         ({"source": "json", "files": "a", "on_bad_sample": "ignore"}, "on_bad_sample"),
         ({"source": "builtin", "name": "shapez"}, r"unknown builtin dataset 'shapez'; did you mean 'shapes'"),
         ({"source": "builtin", "name": "shapes", "params": {"nsamples": 3}},
-         r"nsamples: Extra inputs.*Accepted params"),
+         r"nsamples: unknown key.*Accepted params"),
         ({"source": "builtin", "name": "shapes", "params": {"split": "test"}},
          r"params.split='test'\); move it to split:"),
         ({"source": "builtin", "name": "shapes", "image_size": 32, "params": {"image_size": 64}},
@@ -97,3 +97,17 @@ def test_eval_on_the_training_data_is_rejected():
                             "eval": {"source": "csv", "files": ["a.csv"], "max_samples": 5}})
     DataSpec.from_dict({"train": {"source": "builtin", "name": "shapes"},
                         "eval": {"source": "builtin", "name": "shapes", "split": "test"}})
+
+
+def test_loading_and_dry_run_ask_the_source_spec(monkeypatch, tmp_path):
+    """load_source and --dry-run ask each source spec (load_generated / check_without_reading) instead of
+    branching on its source tag: a file source that says it is generated is not read."""
+    from mmzoo.data import JsonSourceSpec, load_source
+    from mmzoo.train.dry_run import check_data_source
+
+    spec = DataSpec.from_dict({"train": {"source": "json", "files": "missing.jsonl"}})
+    monkeypatch.setattr(JsonSourceSpec, "load_generated", lambda self: ["generated row"])
+    monkeypatch.setattr(JsonSourceSpec, "check_without_reading", lambda self: "json stand-in (not read)")
+    assert load_source(spec.train, tmp_path) == ["generated row"]
+    recipe = type("Recipe", (), {"data": spec, "base_dir": str(tmp_path)})()
+    assert check_data_source(recipe, "train") == "data.train: json stand-in (not read)"

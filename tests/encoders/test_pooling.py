@@ -56,3 +56,40 @@ def test_attention_pooler_eager_matches_sdpa():
         pooler.attn_implementation = "eager"
         eager = pooler(tokens, mask)
     torch.testing.assert_close(eager, sdpa)
+
+
+def test_one_registry_holds_every_pooling_of_the_spec():
+    from typing import get_args
+
+    from mmzoo.specs.encoders import Pooling
+
+    assert POOLERS.list() == sorted(get_args(Pooling))  # the torch-free spec literal and the registry agree
+    assert POOLERS.get("attention").learned and not POOLERS.get("mean").learned
+    assert isinstance(POOLERS.get("attention").build(8), AttentionPooler)
+    with pytest.raises(ValueError, match="is learned: build its module"):
+        POOLERS.get("attention")(torch.zeros(1, 2, 8), torch.ones(1, 2))
+
+
+def test_tower_builds_the_learned_pooler_the_registry_holds(monkeypatch):
+    """The tower asks the registry for its pooling module (no pooling-specific branch of its own)."""
+    from transformers import BertConfig, BertModel
+
+    from mmzoo.encoders.pooling import Pooler
+    from mmzoo.encoders.tower import Tower
+
+    class FirstTokenTimesTwo(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.full((width,), 2.0))
+
+        def forward(self, tokens, mask):
+            return tokens[:, 0] * self.scale
+
+    monkeypatch.setitem(POOLERS._entries, "attention", Pooler("attention", module=FirstTokenTimesTwo))
+    bert = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=16), add_pooling_layer=False).eval()
+    tower = Tower(bert, "text", "attention")
+    assert isinstance(tower.attention_pool, FirstTokenTimesTwo)
+    ids = torch.tensor([[1, 2, 3]])
+    out = tower(input_ids=ids)
+    torch.testing.assert_close(out.pooled, 2 * out.tokens[:, 0])

@@ -228,7 +228,7 @@ def test_registry_lists_the_five_tasks():
 
 
 @pytest.mark.parametrize(("task", "match"), [
-    ({"task": "retrieval", "chunk": 8}, r"evaluation\[0\] \(task 'retrieval'\): chunk: Extra inputs.*chunk_size"),
+    ({"task": "retrieval", "chunk": 8}, r"evaluation\[0\] \(task 'retrieval'\): chunk: unknown key.*chunk_size"),
     ({"task": "retrieval", "recall_at": [0, 1]}, "recall_at values must be >= 1"),
     ({"task": "retrival"}, r"evaluation\[0\]: task: .*Known tasks: captioning"),
     ({"task": "zero_shot_classification", "templates": ["no placeholder"]}, r"\{\} placeholder"),

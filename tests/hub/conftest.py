@@ -21,6 +21,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "vqa": ("visualbert-vqa", []),
     "captioning": ("clip-coco", ["model.overrides.objectives=[{type: contrastive}, {type: captioning, num_layers: 1, "
                                  "max_length: 32}]", "evaluation=[{task: captioning}]"]),
+    "clap": ("clap-tones", []),  # audio-text (mm-clap-tiny on the built-in tones)
 }
 
 

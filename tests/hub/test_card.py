@@ -171,6 +171,28 @@ def test_pipeline_tag_without_pair_scores(tmp_path):
     assert "zero-shot-image-classification" not in card.text
 
 
+def test_heads_follow_the_capabilities_the_components_declare(monkeypatch):
+    """The card's head table (pipeline_tag, usage sections) and the remote-code export read the flags declared on
+    the objective specs (generates_text, matches_pairs, pair_scores), never objective tag names."""
+    from mmzoo.hub.remote_code import MODEL_AUTO_CLASSES
+    from mmzoo.hub.snippets import supported_heads
+    from mmzoo.specs.objectives import CaptioningSpec, ItmSpec, SigmoidSpec
+
+    coca, albef, siglip = (mmzoo.load_spec(p) for p in ("mm-coca-tiny", "mm-albef-tiny", "mm-siglip-tiny"))
+
+    def heads(spec):
+        return [h.name for h in supported_heads(spec, {})]
+
+    generates = MODEL_AUTO_CLASSES["AutoModelForImageTextToText"][1]
+    assert "captioning" in heads(coca) and generates(coca, {}) and "itm" in heads(albef)
+    assert siglip.pair_scores == "sigmoid" and albef.pair_scores == "softmax"
+    monkeypatch.setattr(CaptioningSpec, "generates_text", False)
+    monkeypatch.setattr(ItmSpec, "matches_pairs", False)
+    monkeypatch.setattr(SigmoidSpec, "pair_scores", "softmax")
+    assert "captioning" not in heads(coca) and not generates(coca, {}) and "itm" not in heads(albef)
+    assert siglip.pair_scores == "softmax"
+
+
 def test_eval_results_files_round_trip(tiny_run):
     files = eval_result_files(load_run(tiny_run))
     assert list(files) == [".eval_results/mmzoo-shapes.yaml"]

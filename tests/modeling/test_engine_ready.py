@@ -31,22 +31,62 @@ def assert_same_state(a, b):
         assert torch.equal(sa[key], sb[key]), key
 
 
-# A model without a scoring objective (visualbert: mlm + itm) uses its projections only inside ITM's no-grad
-# hard-negative sampling, so they get no gradient; such a model still needs find_unused_parameters under DDP.
-KNOWN_UNUSED = {"mm-visualbert-tiny": {"text_tower.projection.weight", "vision_tower.projection.weight"}}
+def unreached_names(model, spec) -> set[str]:
+    ids = {id(p) for m in model.unreached_modules(spec) for p in m.parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def backward(model, processor, **extra):
+    model.train()
+    out = model(**batch(processor), **extra)
+    out.loss.backward()
 
 
 @pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_no_scalar_parameters_and_every_parameter_gets_a_gradient(preset):
+    """Every trainable parameter gets a gradient (DDP with find_unused_parameters=False), and what the model froze
+    as unreached (e.g. visualbert's projections: mlm + itm read them only in ITM's no-grad negative sampling)
+    really gets none when made trainable again: the owner freezes exactly the parameters outside the loss."""
     model = mmzoo.build_model(preset)
     scalars = [n for n, p in model.named_parameters() if p.dim() == 0]
     assert not scalars, f"0-d parameters (FSDP/ZeRO refuse them): {scalars}"
     processor = mmzoo.build_processor(preset)
-    model.train()
-    out = model(**batch(processor), return_loss=True)
-    out.loss.backward()
+    backward(model, processor, return_loss=True)
     unused = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}
-    assert unused == KNOWN_UNUSED.get(preset, set()), f"trainable parameters without gradient: {sorted(unused)}"
+    assert not unused, f"trainable parameters without gradient: {sorted(unused)}"
+
+    frozen = unreached_names(model, model.config.model_spec())
+    model.zero_grad(set_to_none=True)
+    for n, p in model.named_parameters():
+        if n in frozen:
+            p.requires_grad_(True)
+    backward(model, processor, return_loss=True)
+    reached = {n for n, p in model.named_parameters() if n in frozen and p.grad is not None}
+    assert not reached, f"frozen as unreached but the loss reaches them: {sorted(reached)}"
+
+
+def test_visualbert_projections_are_frozen_and_clip_projections_train(tmp_path):
+    model = mmzoo.build_model("mm-visualbert-tiny")
+    assert not any(p.requires_grad for p in model.text_tower.projection.parameters())
+    model.save_pretrained(tmp_path)
+    assert not any(p.requires_grad for p in AutoModel.from_pretrained(tmp_path).vision_tower.projection.parameters())
+    assert all(p.requires_grad for p in mmzoo.build_model("mm-clip-tiny").text_tower.projection.parameters())
+
+
+@pytest.mark.parametrize("preset", ["mm-albef-tiny", "mm-visualbert-tiny"])
+def test_vqa_head_trains_every_parameter_it_keeps_trainable(preset):
+    """The VQA loss reads the fused pair embedding only: the pretraining objectives and the projections are frozen
+    (kept, saved), everything else gets a gradient."""
+    from mmzoo.modeling.heads import MmzooForVisualQuestionAnswering
+
+    model = mmzoo.build_model(preset, model_class=MmzooForVisualQuestionAnswering, answer_vocab=["yes", "no"])
+    processor = mmzoo.build_processor(preset)
+    labels = torch.tensor([0, 1, 0, 1])
+    backward(model, processor, labels=labels)
+    unused = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}
+    assert not unused, f"trainable parameters without gradient: {sorted(unused)}"
+    assert not any(p.requires_grad for p in model.objectives.parameters())
+    assert all(p.requires_grad for p in (*model.fusion.parameters(), *model.vqa_head.parameters()))
 
 
 def test_pooler_is_built_only_for_pooling_pooler():

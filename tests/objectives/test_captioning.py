@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from mmzoo.encoders.tower import TowerOutput
-from mmzoo.fusion import FusionOutput, ModelDims
+from mmzoo.encoders import TowersAndTokens
+from mmzoo.fusion import FusionOutput
 from mmzoo.objectives import ObjectiveContext
 from mmzoo.objectives.captioning import CaptioningObjective
 from mmzoo.specs.objectives import CaptioningSpec
 
-DIMS = ModelDims(text_width=8, image_width=6, embed_dim=4, vocab_size=3, pad_token_id=0)
+DIMS = TowersAndTokens(text_width=8, image_width=6, embed_dim=4, vocab_size=3, pad_token_id=0)
 
 
 def make(label_smoothing=0.0, max_length=8):

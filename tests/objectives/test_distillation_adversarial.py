@@ -10,14 +10,15 @@ import torch.nn.functional as F
 
 from mmzoo.encoders.tower import TowerOutput
 from mmzoo.errors import SpecError
-from mmzoo.fusion import FusionOutput, ModelDims
+from mmzoo.encoders import TowersAndTokens
+from mmzoo.fusion import FusionOutput
 from mmzoo.losses.functional import adversarial_modality_loss, distillation_cosine, distillation_kl
 from mmzoo.objectives import ObjectiveContext
 from mmzoo.objectives.distillation import DistillationObjective
 from mmzoo.specs.objectives import DistillationSpec
 from tests.objectives.helpers import tiny_batch, tiny_model
 
-DIMS = ModelDims(text_width=8, image_width=8, embed_dim=4, vocab_size=10)
+DIMS = TowersAndTokens(text_width=8, image_width=8, embed_dim=4, vocab_size=10)
 
 
 def tower(embeds):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmzoo.errors import SpecError
-from mmzoo.fusion import ModelDims
+from mmzoo.encoders import TowersAndTokens
 from mmzoo.objectives import ObjectiveContext
 from mmzoo.objectives.mlm import MlmObjective
 from mmzoo.specs.objectives import MlmSpec
@@ -101,9 +101,9 @@ def test_masking_in_eval_mode_is_deterministic_and_leaves_the_global_rng_alone(v
 
 
 def test_mlm_needs_a_mask_token_and_text_states():
-    dims = ModelDims(text_width=8, image_width=8, embed_dim=8, vocab_size=20, mask_token_id=None)
+    dims = TowersAndTokens(text_width=8, image_width=8, embed_dim=8, vocab_size=20, mask_token_id=None)
     with pytest.raises(SpecError, match="mask token"):
         MlmObjective(MlmSpec(), dims, SimpleNamespace(text_token_dim=8))
-    dims = ModelDims(text_width=8, image_width=8, embed_dim=8, vocab_size=20, mask_token_id=4)
+    dims = TowersAndTokens(text_width=8, image_width=8, embed_dim=8, vocab_size=20, mask_token_id=4)
     with pytest.raises(SpecError, match="text_tokens"):
         MlmObjective(MlmSpec(), dims, SimpleNamespace(text_token_dim=None))

@@ -38,13 +38,20 @@ def spec_with(path: str, value):
 
 DELETE = object()
 
+
+def teacher(spec: dict) -> dict:
+    """The fusion and objectives of a distillation spec with ``spec`` as its image teacher."""
+    return {"fusion": {"type": "distillation", "teachers": {"image": spec}},
+            "objectives": [{"type": "contrastive"}, {"type": "distillation"}]}
+
 # (case id, spec, patterns that must all appear in the message)
 CASES = [
     ("unknown-top-key", spec_with("projection", 3), ["projection", "unknown key", "remove it"]),
     ("typo-encoder-key", spec_with("encoders.0.poolng", "cls"), ["encoders.0.poolng", "unknown key"]),
     ("bad-pooling", spec_with("encoders.0.pooling", "avg"), ["encoders.0.pooling", "'avg'", "'mean'"]),
     ("bad-modality", spec_with("encoders.1.modality", "video"), ["encoders.1.modality", "'video'", "'image'"]),
-    ("audio-not-yet", spec_with("encoders.1.modality", "audio"), ["audio", "not supported yet", "use modality"]),
+    ("feature-extractor-on-image", spec_with("encoders.1.feature_extractor", {"sampling_rate": 16000}),
+     ["encoders.1", "feature_extractor", "audio encoders only"]),
     ("no-source", spec_with("encoders.0.config", DELETE), ["encoders.0", "needs `model:`", "config:"]),
     ("config-without-model-type", spec_with("encoders.0.config", {"hidden_size": 3}),
      ["encoders.0.config", "model_type", "add `model_type:`"]),
@@ -72,6 +79,13 @@ CASES = [
      ["objectives.0.init_temperature", "greater than 0"]),
     ("bad-name", spec_with("name", "my model!"), ["name", "'my model!'", "pattern"]),
     ("tokenizer-on-image", spec_with("encoders.1.tokenizer", "bert-base-uncased"), ["tokenizer", "text encoders only"]),
+    # teachers share the encoders' source fields and rules (TowerSourceSpec)
+    ("teacher-without-source", {**BASE, **teacher({"pooling": "cls"})},
+     ["fusion.teachers.image", "a teacher needs `model:`", "config:"]),
+    ("pretrained-teacher-without-model", {**BASE, **teacher({"config": {"model_type": "vit"}})},
+     ["fusion.teachers.image", "a teacher: pretrained: true needs `model:`", "pretrained: false"]),
+    ("teacher-config-without-model-type", {**BASE, **teacher({"config": {"hidden_size": 8}, "pretrained": False})},
+     ["fusion.teachers.image.config", "needs a `model_type`"]),
 ]
 
 

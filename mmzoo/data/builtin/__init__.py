@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from ..._registry import Registry
+from ...specs.base import validation_problems
 from ..errors import DataError
 
 if TYPE_CHECKING:
@@ -46,9 +47,7 @@ def builtin_params(name: str, params: dict[str, Any]) -> BaseModel:
     try:
         return entry.params.model_validate(params)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in err.errors(include_url=False)
-        )
+        problems = "; ".join(validation_problems(err, params, whole="(params)", schema_hint=False))
         accepted = ", ".join(entry.params.model_fields)
         raise DataError(
             f"builtin dataset {name!r}: invalid params {params!r}: {problems}. Accepted params: {accepted}"

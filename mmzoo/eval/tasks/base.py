@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..._registry import Registry
+from ...specs.base import validation_problems
 from ...utils.logging import get_logger
 from ...version import __version__
 from ..embed import parameters_for_evaluation
@@ -161,17 +162,16 @@ def _task_spec(task, index: int, spec_class):
     try:
         return spec_class.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(entry)'}: {e['msg']}"
-                             for e in err.errors(include_url=False))
+        problems = "; ".join(validation_problems(err, data, whole="(entry)", schema_hint=False))
         raise EvaluationError(f"evaluation[{index}]: {problems}. Known tasks: {', '.join(list_tasks())}") from None
 
 
 def _task_params(task: EvaluationTask, spec, index: int) -> TaskParams:
+    params = dict(spec.model_extra or {})
     try:
-        return task.Params.model_validate(dict(spec.model_extra or {}))
+        return task.Params.model_validate(params)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
-                             for e in err.errors(include_url=False))
+        problems = "; ".join(validation_problems(err, params, whole="(params)", schema_hint=False))
         accepted = ", ".join(task.Params.model_fields)
         raise EvaluationError(
             f"evaluation[{index}] (task {spec.task!r}): {problems}. Accepted params: {accepted}"

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from ..embed import can_shard, embed_images, embed_texts, map_sharded, to_model
 from ..retrieval import RetrievalRanks, retrieval_ranks
-from ._data import as_captions, indexed_rows, iter_batches
+from ._data import as_captions, column_names, indexed_rows, iter_batches, require_columns
 from .base import EvaluationTask, TaskParams, TaskResult, load_metric, register_task
 from .errors import EvaluationError
 
@@ -30,6 +30,10 @@ class RetrievalParams(TaskParams):
     rerank_k: int = Field(0, ge=0, description="re-rank each query's top k by the ITM head (0: contrastive only)")
     ties: Literal["pessimistic", "optimistic"] = Field(
         "pessimistic", description="incorrect items scoring equal to the correct one rank above it (pessimistic)"
+    )
+    correct: Literal["own", "same_caption"] = Field(
+        "own", description="own: a caption's correct item is its own row's; same_caption: every item having that "
+        "caption string is correct (class-level captions, e.g. the built-in tones)"
     )
 
     @field_validator("recall_at")
@@ -46,7 +50,18 @@ class RetrievalTask(EvaluationTask):
     columns = ("image", "captions")
     RUNTIME = frozenset({"batch_size", "chunk_size"})
 
+    def check_data(self, dataset) -> None:
+        """``image`` + ``captions``, or ``audio`` + ``captions`` for audio data."""
+        names = column_names(dataset) or []
+        require_columns(dataset, ("audio", "captions") if "audio" in names and "image" not in names else self.columns,
+                        self.name)
+
     def run(self, model, processor, dataset, params: RetrievalParams) -> TaskResult:
+        if model_modality(model) == "audio":
+            return self.run_audio(model, processor, dataset, params)
+        if params.correct == "same_caption":
+            raise EvaluationError("retrieval: correct: same_caption is implemented for audio models only; use "
+                                  "correct: own for image models")
         for method in ("get_image_features", "get_text_features"):
             if not callable(getattr(model, method, None)):
                 raise EvaluationError(
@@ -97,6 +112,63 @@ class RetrievalTask(EvaluationTask):
         text_embeds = map_sharded(lambda rows: embed_texts(model, processor, [texts[i] for i in rows],
                                                            params.batch_size), len(texts), params.batch_size)
         return images, text_embeds, owners
+
+    def run_audio(self, model, processor, dataset, params: RetrievalParams) -> TaskResult:
+        """text->audio and audio->text ranks (metrics named ``text_to_audio_*`` / ``audio_to_text_*``)."""
+        from ..embed import embed_audio
+
+        if params.rerank_k:
+            raise EvaluationError("retrieval: rerank_k re-ranks by an ITM head, which audio models do not have; "
+                                  "set rerank_k: 0")
+        columns = ("audio", "captions", "sampling_rate") if "sampling_rate" in (column_names(dataset) or []) \
+            else ("audio", "captions")
+        require_columns(dataset, columns[:2], "retrieval")
+        audio_embeds, text_embeds, owners, item_captions, texts = [], [], [], [], []
+        for start, batch in iter_batches(dataset, columns, params.batch_size, params.max_samples):
+            captions = [as_captions(c, start + j) for j, c in enumerate(batch["captions"])]
+            rates = set(batch.get("sampling_rate") or [None])
+            if len(rates) > 1:
+                raise EvaluationError(f"retrieval: the evaluation audio mixes sampling rates {sorted(rates)}; "
+                                      "resample it to the model's rate")
+            audio_embeds.append(embed_audio(model, processor, batch["audio"], params.batch_size,
+                                            sampling_rate=rates.pop()))
+            flat = [text for row in captions for text in row]
+            text_embeds.append(embed_texts(model, processor, flat, params.batch_size))
+            owners += [start + j for j, row in enumerate(captions) for _ in row]
+            item_captions += captions
+            texts += flat
+        items, queries = torch.cat(audio_embeds), torch.cat(text_embeds)
+        if params.correct == "same_caption":  # each distinct caption string is one query and one gallery text
+            from ..retrieval import retrieval_ranks_shared_captions
+
+            first: dict[str, int] = {}
+            for i, text in enumerate(texts):
+                first.setdefault(text, i)
+            first = list(first.values())
+            texts, queries = [texts[i] for i in first], queries[torch.tensor(first, device=queries.device)]
+            ranks = retrieval_ranks_shared_captions(items, queries, item_captions, texts, params.chunk_size,
+                                                    ties=params.ties)
+        else:
+            ranks = retrieval_ranks(items, queries, torch.tensor(owners, device=items.device),
+                                    chunk_size=params.chunk_size, max_k=0, ties=params.ties)
+        metrics = load_metric("retrieval_recall").compute(**ranks.metric_inputs(), recall_at=params.recall_at,
+                                                          ties=params.ties)
+        renamed = {key.replace("image_to_text", "audio_to_text").replace("text_to_image", "text_to_audio"): value
+                   for key, value in metrics.items()}
+        protocol = {"modality": "audio", "similarity": "cosine", "num_audio": items.shape[0],
+                    "num_texts": queries.shape[0]}
+        return TaskResult(renamed, protocol)
+
+
+def model_modality(model) -> str:
+    """The non-text modality of an mmzoo model (``mmzoo.modalities``); other models: image."""
+    spec = getattr(getattr(model, "config", None), "model_spec", None)
+    if not callable(spec):
+        return "image"
+    from ...modalities import paired_modality
+
+    return paired_modality(spec())
+
 
 def _has_itm(model) -> bool:
     return callable(getattr(model, "score_pairs", None)) and "itm" in (getattr(model, "objectives", None) or {})
