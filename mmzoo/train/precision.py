@@ -110,16 +110,18 @@ def hardware_name(device_type: str) -> str:
 
 def calibration_key(model, batch: dict[str, Any], device_type: str) -> dict[str, Any]:
     """What a calibration's result depends on: the model's configuration (hashed), the batch's tensor shapes and
-    dtypes, the hardware and the torch version. Not the world size nor the thread count, so that 1 and N
-    processes share one decision."""
+    dtypes (for token tensors the batch size only: their padded length varies with the data and the seed), the
+    hardware and the torch version. Not the world size nor the thread count, so that 1 and N processes share one
+    decision."""
     import torch
 
     config = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else {"module": repr(model)}
     for volatile in ("transformers_version", "_name_or_path", "_commit_hash"):
         config.pop(volatile, None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    shapes = {k: [list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in sorted(batch.items())
-              if hasattr(v, "shape")}
+    # token tensors: their padded length follows the batch's longest text (the data, the seed): batch size only
+    shapes = {k: [list(v.shape) if v.is_floating_point() else list(v.shape[:1]), str(v.dtype).removeprefix("torch.")]
+              for k, v in sorted(batch.items()) if isinstance(v, torch.Tensor)}
     return {"model": digest, "batch": shapes, "hardware": hardware_name(device_type), "torch": torch.__version__}
 
 

@@ -138,11 +138,16 @@ def test_a_measurement_is_cached_per_model_batch_shape_and_hardware(monkeypatch,
     assert again.cached_from.startswith(str(tmp_path)) and again.cached_from in again.summary()
     assert again.seconds_per_step == first.seconds_per_step
     P.choose_precision("auto", model, {"x": torch.randn(8, 8)}, cache_dir=tmp_path)  # another batch shape
+    tokens = {"x": torch.randn(4, 8), "input_ids": torch.ones(4, 7, dtype=torch.long)}
+    P.choose_precision("auto", model, tokens, cache_dir=tmp_path)  # a new input
+    longer = P.choose_precision("auto", model, {**tokens, "input_ids": torch.ones(4, 9, dtype=torch.long)},
+                                cache_dir=tmp_path)
+    assert len(calls) == 3 and "reused" in longer.reason  # the texts' padded length is the data's, not the model's
     wider = torch.nn.Module()
     wider.config = type("Config", (), {"to_dict": lambda self: {"hidden_size": 128}})()
     wider.forward = model.forward
     P.choose_precision("auto", wider, batch, cache_dir=tmp_path)  # another model
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 def test_the_paired_ratio_ignores_load_that_drifts_between_pairs():
