@@ -88,6 +88,14 @@ def test_run_writes_and_prints_the_choice(tiny_recipe, tmp_path, capsys):
     if data["hardware_bf16"]:  # this machine can run bf16: the calibration was measured and recorded
         assert set(data["seconds_per_step"]) == {"fp32", "bf16"} and len(data["all_steps"]["fp32"]) == 3
     assert f"precision: auto -> {data['precision']}" in capsys.readouterr().out
+    if data["precision"] == "fp32":  # the calibration left no trace: the run is the fp32 run, bit for bit
+        fp32 = train(tiny_recipe("training.max_steps=1", "training.save_steps=null", "training.precision=fp32",
+                                 f"training.output_dir={tmp_path / 'fp32'}"), progress=False)
+        logged = [{k: v for k, v in e.items() if k.startswith("loss") or k == "grad_norm"}
+                  for e in map(json.loads, (result.run_dir / "training_log.jsonl").read_text().splitlines())]
+        reference = [{k: v for k, v in e.items() if k.startswith("loss") or k == "grad_norm"}
+                     for e in map(json.loads, (fp32.run_dir / "training_log.jsonl").read_text().splitlines())]
+        assert logged == reference and logged[0]["loss"] > 0
     if data["hardware_bf16"]:  # a second run of the recipe keeps the machine's measurement for this model
         again = train(tiny_recipe("training.max_steps=1", "training.save_steps=null", "training.precision=auto",
                                   f"training.output_dir={tmp_path / 'again'}"), progress=False)
