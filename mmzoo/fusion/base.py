@@ -32,6 +32,7 @@ class Fusion(nn.Module):
 
     pair_dim: int | None = None
     text_token_dim: int | None = None
+    image_token_dim: int | None = None  # width of FusionOutput.image_tokens (VQA readout)
 
     def __init__(self, spec, dims: TowersAndTokens, config=None) -> None:
         super().__init__()

@@ -75,6 +75,7 @@ class CoAttentionFusion(Fusion):
         self.text_norm, self.image_norm = nn.LayerNorm(text_width), nn.LayerNorm(image_width)
         self.text_pooler, self.image_pooler = Pooler(text_width, co_width), Pooler(image_width, co_width)
         self.pair_dim, self.text_token_dim = co_width, text_width
+        self.image_token_dim = image_width
         self.pooling = {m: pair_pooling(config, m) for m in ("text", "image")}
 
     def forward(self, text, image, inputs=None) -> FusionOutput:

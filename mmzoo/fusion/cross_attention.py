@@ -28,6 +28,7 @@ class CrossAttentionFusion(Fusion):
         )
         self.final_norm = nn.LayerNorm(width)
         self.pair_dim = self.text_token_dim = width
+        self.image_token_dim = dims.image_width
         self.pooling = pair_pooling(config, "text")
 
     def forward(self, text, image, inputs=None) -> FusionOutput:

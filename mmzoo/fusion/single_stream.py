@@ -39,6 +39,7 @@ class SingleStreamFusion(Fusion):
         self.final_norm = nn.LayerNorm(width)
         self.pooler = Pooler(width)
         self.pair_dim = self.text_token_dim = width
+        self.image_token_dim = width
         self.pooling = pair_pooling(config, "text")
 
     def embed(self, text_tokens: Tensor, image_tokens: Tensor, mask: Tensor) -> Tensor:

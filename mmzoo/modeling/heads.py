@@ -24,7 +24,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import ModelOutput
 
 from ..errors import SpecError
-from ..fusion.layers import MlpHead
+from ..fusion.layers import Attention, Linear, MlpHead, pool_states, project
 from ..objectives.captioning import caption_loss
 from .auto import EXTRA_MODEL_CLASSES
 from .configuration_mmzoo import MmzooConfig
@@ -218,6 +218,43 @@ def save_captioning_extras(model, save_directory) -> None:
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+class QuestionReadout(nn.Module):
+    """What the question asks for, read from the fused tokens: the question (mean of the fused text tokens) attends
+    over every fused token, text and image; output ``[attended; question]`` (B, 2 text_width).
+
+    Why: the pair embedding is one max over the fused tokens, the same whatever the question asks, so "what colour
+    is the shape at the top left" and "what shape is at the top left" read the same vector. With the question as
+    the query the head picks the patch (or word) the question is about. Fusions without fused text tokens give
+    an empty readout (width 0).
+    """
+
+    def __init__(self, fusion, spec) -> None:
+        super().__init__()
+        text_width = fusion.text_token_dim
+        self.width = 0 if text_width is None else 2 * text_width
+        if not self.width:
+            return
+        image_width = fusion.image_token_dim  # None: the fusion gives no image tokens, the question reads text only
+        heads = getattr(spec, "num_heads", 1)
+        heads = heads if text_width % heads == 0 else 1
+        self.image_in = project(image_width, text_width) if image_width else None
+        self.attention = Attention(text_width, heads)
+        self.norm = nn.LayerNorm(text_width)
+
+    def forward(self, fused) -> Tensor:
+        text, mask = fused.text_tokens, fused.text_mask
+        if not self.width:
+            return fused.pair_embeds[:, :0]
+        question = pool_states("mean", text, mask)
+        tokens, keys = text, mask
+        if self.image_in is not None and fused.image_tokens is not None:
+            image = fused.image_tokens
+            tokens = torch.cat([text, self.image_in(image)], dim=1)
+            keys = torch.cat([mask, mask.new_ones(image.shape[:2])], dim=1)
+        attended = self.attention(self.norm(question)[:, None], self.norm(tokens), key_mask=keys)[:, 0]
+        return torch.cat([attended, question], dim=-1)
+
+
 class MmzooForVisualQuestionAnswering(MmzooModel):
     """Answer classification over ``config.answer_vocab`` from the fusion's pair embedding (ViLT/VisualBERT style).
 
@@ -225,6 +262,8 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
     (batch, num_answers) in [0, 1] (or answer indices (batch,)); loss = BCE-with-logits averaged over entries and
     multiplied by num_answers, as ViLT does. ``config.id2label`` is set from the answer vocabulary.
     """
+
+    head_prefixes = ("vqa_head.", "vqa_readout.")  # weights this class adds on top of MmzooModel's
 
     def __init__(self, config: MmzooConfig) -> None:
         spec = config.model_spec()
@@ -243,6 +282,8 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         config.label2id = {answer: i for i, answer in enumerate(config.answer_vocab)}
         super().__init__(config)
         width, answers = self.fusion.pair_dim, len(config.answer_vocab)
+        self.vqa_readout = QuestionReadout(self.fusion, spec.fusion)
+        width += self.vqa_readout.width
         self.vqa_head = MlpHead(width, 2 * width, answers, norm=True)
         self.post_init()  # initialises the new head only: modules initialised above are skipped
 
@@ -284,7 +325,7 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
                   "token_type_ids": token_type_ids, **kwargs}
         fused = self.fusion(text, image, inputs)
         pair = fused.pair_embeds
-        logits = self.vqa_head(pair)
+        logits = self.vqa_head(torch.cat([pair, self.vqa_readout(fused)], dim=-1))
         loss = None
         if labels is not None:
             if labels.ndim == 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -29,9 +31,20 @@ class ItmObjective(Objective):
 
     Every batch gives B positives (the pairs i<->i) and 2B negatives: for each image one text, and for each
     text one image, drawn from ``softmax`` of the model's detached pair logits with the positive excluded
-    (``hard_negatives: false`` draws uniformly). Rows holding the same text are never drawn as each other's
-    negatives. Negatives are fused by the model's fusion; loss = cross-entropy over all 3B pairs.
+    (``hard_negatives: false`` draws uniformly). Each row draws uniformly instead with probability
+    ``random_negatives`` (default 0.5): with only hard negatives a freshly initialised ITM head never leaves its
+    class prior, because contrastive learning makes the sampled negatives near-duplicates of the positive (one
+    attribute apart) before the head has learnt any match feature; the easy half lets it learn one, the hard half
+    then sharpens it. Rows holding the same text are never drawn as each other's negatives. Negatives are fused
+    by the model's fusion; loss = cross-entropy over all 3B pairs.
+
+    :meth:`match_logits` (what ``model.score_pairs`` reads) returns logits at a *balanced* prior: the head is
+    trained on 1 positive : 2 negatives, so ``log 2`` is added to the match logit (Bayes' prior correction), and
+    ``P(match) >= 0.5`` then means "more likely matched than not" on data with as many matches as mismatches.
+    Rankings are unchanged.
     """
+
+    negatives_per_positive = 2  # one text per image and one image per text
 
     def __init__(self, spec, dims, fusion) -> None:
         super().__init__(spec, dims, fusion)
@@ -47,21 +60,31 @@ class ItmObjective(Objective):
 
     def match_logits(self, model, text, image, text_index: Tensor, image_index: Tensor) -> Tensor:
         """(N, 2) ITM logits of the pairs (image ``image_index[n]``, text ``text_index[n]``) of encoded ``text`` /
-        ``image`` tower outputs: the pairs are fused by the model's fusion, then read by the head."""
+        ``image`` tower outputs: the pairs are fused by the model's fusion, then read by the head; the match logit is
+        corrected from the training prior (1:2) to a balanced one (see the class docstring)."""
         fused = model.fusion(select_rows(text, text_index), select_rows(image, image_index), {})
-        return self.head(fused.pair_embeds)
+        logits = self.head(fused.pair_embeds)
+        prior = torch.tensor([0.0, math.log(self.negatives_per_positive)], device=logits.device, dtype=logits.dtype)
+        return logits + prior
 
     def sample_negatives(self, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
         """(text index per image, image index per text), each (B,), never the positive."""
         with torch.no_grad():
             scores = ctx.model.pair_logits(ctx.image.normalized, ctx.text.normalized).detach()
-            if not self.spec.hard_negatives:
-                scores = torch.zeros_like(scores)
             exclude = duplicate_text_mask(ctx.inputs["input_ids"], ctx.text.mask)
             generator = generator_from_global_rng(scores.device, deterministic=not self.training)
-            text_for_image = sample_hard_negatives(scores, generator, exclude)
-            image_for_text = sample_hard_negatives(scores.t(), generator, exclude)
+            text_for_image = sample_hard_negatives(self.mix_uniform(scores, generator), generator, exclude)
+            image_for_text = sample_hard_negatives(self.mix_uniform(scores.t(), generator), generator, exclude)
         return text_for_image, image_for_text
+
+    def mix_uniform(self, scores: Tensor, generator: torch.Generator) -> Tensor:
+        """``scores`` with the rows that draw a random negative set to 0 (a uniform draw): every row when
+        ``hard_negatives`` is false, else each with probability ``random_negatives``."""
+        fraction = 1.0 if not self.spec.hard_negatives else self.spec.random_negatives
+        if fraction <= 0.0:
+            return scores
+        uniform = torch.rand(scores.shape[0], generator=generator, device=scores.device) < fraction
+        return scores.masked_fill(uniform[:, None], 0.0)
 
     def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:
         positives = ctx.fused.pair_embeds

@@ -117,6 +117,12 @@ class ItmSpec(ObjectiveSpecBase):
 
     type: Literal["itm"] = "itm"
     hard_negatives: bool = Field(True, description="sample negatives by similarity; false samples uniformly")
+    random_negatives: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="fraction of the negatives drawn uniformly from the batch instead of by similarity (a "
+        "curriculum: ITM leaves its class prior on the easy ones while contrastive makes the hard ones hard; "
+        "0 = ALBEF's all-hard sampling)",
+    )
     requires: ClassVar[frozenset[str]] = frozenset({"pair_embedding"})
     matches_pairs: ClassVar[bool] = True
 

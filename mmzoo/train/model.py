@@ -32,7 +32,7 @@ def build_run_model(recipe, spec, answer_vocab: list[str] | None = None):
     base.config.answer_vocab = list(answer_vocab)
     model = MmzooForVisualQuestionAnswering(base.config)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    stray = [k for k in missing if not k.startswith("vqa_head.")]
+    stray = [k for k in missing if not k.startswith(MmzooForVisualQuestionAnswering.head_prefixes)]
     if stray or unexpected:  # the same MmzooModel underneath: only the new head may be missing
         raise RecipeError(
             f"model.head vqa: weights did not carry over (missing {stray[:3]}, unexpected {unexpected[:3]})"

@@ -1,49 +1,55 @@
 """Slow quality checks of the fused models on held-out built-in `shapes` scenes (`pytest -m slow`).
 
-Thresholds are the figures measured on 2 shared CPU cores (see /work/notes/fusion.md and the recipe headers),
-minus a margin; they are what a tiny model reaches in a few minutes, not the issue's full targets (see the note):
+ITM with in-batch hard negatives on the full scenes (1-3 objects, as the quickstart uses them), one run per seed of
+the real-size recipe (`mmzoo train recipes/<name>.yaml --set training.seed=S`), evaluated by the recipe's own
+evaluation on 500 held-out test scenes:
 
-* ITM with hard negatives on single-object scenes (co_attention, cross_attention, single_stream): evaluated by the
-  `itm` task against random and minimal-pair negatives.
+* `itm` task: accuracy against random negatives and against minimal-pair negatives (the same scene's caption with one
+  attribute of one object changed), at P(match) >= 0.5 on balanced pairs;
+* `retrieval` task with `rerank_k: 8`: re-ranking the contrastive top 8 by ITM must not lower text->image R@1.
+
+Thresholds are the figures measured on the shared 2-core box (see the recipe headers), not wishes; where they are
+below the issue's targets (0.90 / 0.80) the recipe header says what limits them.
 """
 
 from __future__ import annotations
 
-import pytest
-import torch
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import mmzoo
-from mmzoo.data import load_builtin
-from mmzoo.eval.tasks.base import run_evaluation
-from tests.fusion.test_fusion_learns import spec, train
+import pytest
 
 pytestmark = pytest.mark.slow
-ITM_STEPS = 400
-# measured, seed 0 only (2 shared cores, 2026-12-01): random-negative / minimal-pair accuracy after ITM_STEPS steps
-#   co_attention 0.806 / 0.806, single_stream 0.889 / 0.861, cross_attention 0.500 / 0.472 (predicts "not matched"
-#   for every pair at threshold 0.5: out of reach in 400 steps, kept at the figure reached). Thresholds: minus 0.05.
-ITM_TARGETS = {"co_attention": (0.75, 0.75), "cross_attention": (0.45, 0.42), "single_stream": (0.83, 0.81)}
+RECIPES = Path(__file__).parents[2] / "recipes"
+RECIPE = {"co_attention": "vilbert-shapes", "single_stream": "visualbert-itm-shapes", "cross_attention": "albef-shapes"}
+# (random-negative accuracy, minimal-pair accuracy) every seed must reach: see the recipe headers for the figures
+ITM_TARGETS = {"co_attention": (0.90, 0.80), "single_stream": (0.90, 0.80), "cross_attention": (0.90, 0.80)}
 
 
-@pytest.mark.parametrize("fusion", sorted(ITM_TARGETS))
-def test_itm_hard_negatives_single_object_scenes(fusion):
-    train_ds = load_builtin("shapes", split="train", num_samples=140, min_shapes=1, max_shapes=1, image_size=48)
-    test_ds = load_builtin("shapes", split="test", num_samples=18, min_shapes=1, max_shapes=1, image_size=48)
-    torch.manual_seed(0)
-    built = spec(fusion, [{"type": "contrastive", "init_temperature": 0.1}, {"type": "itm"}])
-    model, processor = mmzoo.build_model(built), mmzoo.build_processor(built)
-    inputs = processor(text=[c[0] for c in train_ds["captions"]], images=list(train_ds["image"]), return_tensors="pt")
+def train_and_evaluate(recipe: str, seed: int, out: Path) -> dict[str, dict[str, float]]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mmzoo.cli", "train", str(RECIPES / f"{recipe}.yaml"),
+                           f"--set=training.seed={seed}", f"--set=training.output_dir={out}"],
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    metrics = {r["task"]: r["metrics"] for r in results["results"]}
+    print(f"{recipe} seed {seed}: {time.perf_counter() - started:.0f} s (training + evaluation);",
+          json.dumps({task: {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
+                      for task, m in metrics.items()}))
+    return metrics
 
-    def batches(g):
-        idx = torch.randperm(len(train_ds), generator=g)[:32]
-        return {"input_ids": inputs["input_ids"][idx], "attention_mask": inputs["attention_mask"][idx],
-                "pixel_values": inputs["pixel_values"][idx], "return_loss": True}
 
-    train(model, batches, steps=ITM_STEPS)
-    model.eval()
-    results = run_evaluation(model, processor, [{"task": "itm"}], test_ds)
-    metrics = results["results"][0]["metrics"]
-    print(fusion, {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)})
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("fusion", list(RECIPE))
+def test_itm_hard_negatives_full_scenes(fusion, seed, tmp_path):
+    metrics = train_and_evaluate(RECIPE[fusion], seed, tmp_path / "run")
+    itm, retrieval = metrics["itm"], metrics["retrieval"]
     random_target, minimal_target = ITM_TARGETS[fusion]
-    assert metrics["accuracy"] >= random_target
-    assert metrics["minimal_pair_accuracy"] >= minimal_target
+    assert itm["accuracy"] >= random_target, itm
+    assert itm["minimal_pair_accuracy"] >= minimal_target, itm
+    # ITM re-ranking (ITM log-odds + contrastive logit on the top 8) never ranks worse than contrastive alone
+    assert retrieval["itm_rerank_text_to_image_recall_at_1"] >= retrieval["text_to_image_recall_at_1"], retrieval

@@ -85,6 +85,8 @@ def test_hard_negatives_follow_the_similarity(albef, drawn, monkeypatch):
     peaked = torch.full((size, size), -50.0)
     peaked[torch.arange(size), (torch.arange(size) + 1) % size] = 50.0  # image i looks most like text i+1
     monkeypatch.setattr(model, "pair_logits", lambda image_embeds, text_embeds: peaked)
+    objective = model.objectives["itm"]
+    monkeypatch.setattr(objective, "spec", objective.spec.model_copy(update={"random_negatives": 0.0}))
     batch = tiny_batch(processor)
     for seed in range(5):
         torch.manual_seed(seed)
@@ -94,13 +96,53 @@ def test_hard_negatives_follow_the_similarity(albef, drawn, monkeypatch):
         assert torch.equal(text_for_image, (rows + 1) % size)
         assert torch.equal(image_for_text, (rows - 1) % size)
     # uniform sampling ignores the similarity
-    objective = model.objectives["itm"]
     monkeypatch.setattr(objective, "spec", objective.spec.model_copy(update={"hard_negatives": False}))
     drawn.clear()
     for seed in range(10):
         torch.manual_seed(seed)
         model(**batch, return_loss=True)
     assert any(not torch.equal(t, (rows + 1) % size) for t in drawn[::2])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_random_negatives_mix_uniform_draws_into_the_hard_ones(albef, drawn, monkeypatch, fraction):
+    model, processor = albef
+    size = 4
+    peaked = torch.full((size, size), -50.0)
+    peaked[torch.arange(size), (torch.arange(size) + 1) % size] = 50.0  # the hard negative of row i is i+1
+    monkeypatch.setattr(model, "pair_logits", lambda image_embeds, text_embeds: peaked)
+    objective = model.objectives["itm"]
+    assert objective.spec.random_negatives == 0.5  # the default (a curriculum; see ItmObjective)
+    monkeypatch.setattr(objective, "spec", objective.spec.model_copy(update={"random_negatives": fraction}))
+    batch = tiny_batch(processor)
+    model.train()  # eval-mode draws are seeded by a constant (deterministic eval loss): one draw 60 times
+    try:
+        for seed in range(60):
+            torch.manual_seed(seed)
+            model(**batch, return_loss=True)
+    finally:
+        model.eval()
+    rows = torch.arange(size)
+    hard = torch.stack([t == (rows + 1) % size for t in drawn[::2]]).float().mean().item()
+    # a uniform draw hits the hard negative 1/3 of the time: P(hard) = (1 - f) + f / 3
+    expected = (1 - fraction) + fraction / 3
+    assert abs(hard - expected) < 0.1, (fraction, hard, expected)
+
+
+def test_match_probabilities_are_corrected_to_a_balanced_prior(albef):
+    model, processor = albef
+    batch = tiny_batch(processor)
+    with torch.no_grad():
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+        image = model.encode_image(batch["pixel_values"])
+        rows = torch.arange(4)
+        objective = model.objectives["itm"]
+        raw = objective.head(model.fusion(text, image, {}).pair_embeds)
+        scores = model.score_pairs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   pixel_values=batch["pixel_values"], pairs=torch.stack([rows, rows], 1))
+    # trained at 1 positive : 2 negatives, so the balanced-prior log-odds are the head's plus log 2
+    expected = torch.sigmoid(raw[:, 1] - raw[:, 0] + torch.log(torch.tensor(2.0)))
+    torch.testing.assert_close(scores, expected)
 
 
 def test_duplicate_texts_are_not_negatives(albef, drawn):

@@ -8,6 +8,9 @@ full similarity matrix is never built (exact ranks; cosine similarity).
 ``rerank_k: k`` adds the ALBEF/BLIP protocol: rank by the contrastive similarity, then re-rank each query's top k
 by the ITM head (``model.score_pairs``; needs an ``itm`` objective); items beyond the top k keep their rank. The
 re-ranked metrics are reported as ``itm_rerank_<metric>`` next to the contrastive-only ones, with k in the protocol.
+``rerank_score`` says what orders the top k: ``itm+contrastive`` (default; BLIP's evaluation adds the contrastive
+similarity to the ITM score) = the ITM match log-odds plus the contrastive logit (the model's scaled similarity),
+i.e. both experts' evidence on one log scale; ``itm`` = the ITM match probability alone (ALBEF's paper protocol).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class RetrievalParams(TaskParams):
     chunk_size: int = Field(1024, ge=1, description="queries scored per step (memory: chunk_size x gallery)")
     recall_at: tuple[int, ...] = Field((1, 5, 10), min_length=1, description="the K of recall@K")
     rerank_k: int = Field(0, ge=0, description="re-rank each query's top k by the ITM head (0: contrastive only)")
+    rerank_score: Literal["itm+contrastive", "itm"] = Field(
+        "itm+contrastive", description="what orders the top k: ITM log-odds + contrastive logit, or ITM alone"
+    )
     ties: Literal["pessimistic", "optimistic"] = Field(
         "pessimistic", description="incorrect items scoring equal to the correct one rank above it (pessimistic)"
     )
@@ -85,10 +91,12 @@ class RetrievalTask(EvaluationTask):
             for start, batch in iter_batches(dataset, self.columns, params.batch_size, params.max_samples):
                 pil_images += list(batch["image"])
                 all_texts += [t for j, c in enumerate(batch["captions"]) for t in as_captions(c, start + j)]
-            reranked = itm_rerank(model, processor, pil_images, all_texts, owner.cpu(), ranks, params.batch_size)
+            prior = (images, texts) if params.rerank_score == "itm+contrastive" else None
+            reranked = itm_rerank(model, processor, pil_images, all_texts, owner.cpu(), ranks, params.batch_size,
+                                  embeddings=prior)
             extra = recall.compute(**reranked.metric_inputs(), recall_at=params.recall_at, ties=params.ties)
             metrics.update({f"itm_rerank_{key}": value for key, value in extra.items()})
-            protocol["rerank"] = {"by": "itm", "k": params.rerank_k}
+            protocol["rerank"] = {"by": params.rerank_score, "k": params.rerank_k}
         return TaskResult(metrics, protocol)
 
     def embed(self, model, processor, dataset, params: RetrievalParams):
@@ -175,8 +183,10 @@ def _has_itm(model) -> bool:
 
 
 @torch.inference_mode()
-def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, batch_size: int) -> RetrievalRanks:
-    """Ranks after re-ordering each query's contrastive top k by the ITM match probability (ALBEF, BLIP).
+def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, batch_size: int,
+               embeddings: tuple[torch.Tensor, torch.Tensor] | None = None) -> RetrievalRanks:
+    """Ranks after re-ordering each query's contrastive top k by the ITM match probability (ALBEF), or, given the
+    ``(image, text)`` contrastive ``embeddings``, by ITM log-odds + contrastive logit (BLIP's evaluation).
 
     A query whose correct item is in its top k gets ``1 + #(wrong items in the top k scoring higher)``; the others
     keep their contrastive rank (which is > k)."""
@@ -198,7 +208,17 @@ def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, ba
                 pixel_values=image_inputs["pixel_values"][img.to(image_inputs["pixel_values"].device)],
                 pairs=local, batch_size=batch_size,
             ).cpu())
-        return torch.cat(out)
+        probability = torch.cat(out).double()
+        if embeddings is None:
+            return probability
+        eps = 1e-12  # log-odds of the ITM probability (the head's logit difference) + the contrastive logit
+        log_odds = (probability.clamp(eps, 1 - eps) / (1 - probability).clamp(eps, 1 - eps)).log()
+        image_embeds = torch.nn.functional.normalize(embeddings[0].float(), dim=-1)
+        text_embeds = torch.nn.functional.normalize(embeddings[1].float(), dim=-1)
+        contrastive = torch.cat([model.pair_logits(image_embeds[chunk[:, 0].to(image_embeds.device)],
+                                                   text_embeds[chunk[:, 1].to(text_embeds.device)]).diagonal().cpu()
+                                 for chunk in pairs.split(512)])
+        return log_odds + contrastive.double()
 
     k_t2i, k_i2t = t2i_top.shape[1], i2t_top.shape[1]
     text_rows = torch.arange(len(texts)).repeat_interleave(k_t2i)
@@ -206,7 +226,7 @@ def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, ba
     correct = t2i_top == owner[:, None]
     t2i = ranks.text_to_image.cpu().clone()
     hit = correct.any(dim=1)
-    best = torch.where(correct, t2i_scores, torch.full_like(t2i_scores, -1.0)).amax(dim=1)
+    best = torch.where(correct, t2i_scores, torch.full_like(t2i_scores, float("-inf"))).amax(dim=1)
     t2i[hit] = 1 + ((t2i_scores > best[:, None]) & ~correct).sum(dim=1)[hit]
 
     image_rows = torch.arange(len(images)).repeat_interleave(k_i2t)
@@ -214,6 +234,6 @@ def itm_rerank(model, processor, images, texts, owner, ranks: RetrievalRanks, ba
     correct = owner[i2t_top] == torch.arange(len(images))[:, None]
     i2t = ranks.image_to_text.cpu().clone()
     hit = correct.any(dim=1)
-    best = torch.where(correct, i2t_scores, torch.full_like(i2t_scores, -1.0)).amax(dim=1)
+    best = torch.where(correct, i2t_scores, torch.full_like(i2t_scores, float("-inf"))).amax(dim=1)
     i2t[hit] = 1 + ((i2t_scores > best[:, None]) & ~correct).sum(dim=1)[hit]
     return RetrievalRanks(image_to_text=i2t, text_to_image=t2i)
