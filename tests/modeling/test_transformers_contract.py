@@ -184,14 +184,6 @@ COMPOSITE_SKIPS = {
     "test_torch_exportable": "the sdist ships no ExportTesterMixin (tests/exporters is absent); its stand-in is empty",
     "test_generation_tester_mixin_inheritance": "the sdist ships no GenerationTesterMixin (tests/generation is "
                                                 "absent); generate() is tested by test_generate_* here",
-    # one class serves image-text and audio-text specs, so every class has get_audio_features; these testers
-    # build image-text models (no audio tower, no audio inputs), whose get_audio_features is a clear error
-    # (tests/modeling/test_audio_model.py tests it on audio towers and that error)
-    **{name: "image-text tester: the model has no audio tower; get_audio_features is tested on audio towers in "
-             "tests/modeling/test_audio_model.py"
-       for name in ("test_get_audio_features_output_0", "test_get_audio_features_output_1",
-                    "test_get_audio_features_output_2", "test_get_audio_features_hidden_states",
-                    "test_get_audio_features_attentions")},
 }
 
 
