@@ -21,8 +21,9 @@ One run, one precision, whatever the number of processes:
   Delete the file named in the log to measure again.
 * A resumed run keeps the choice recorded in its run folder.
 
-The calibration leaves no trace on training: it steps a copy of the model with an optimizer of its own, and the
-RNG states (CPU and CUDA) are restored.
+The calibration leaves no trace on training: it steps a copy of the model with an optimizer of its own (for its
+few seconds, one more model and its AdamW state in memory), and the RNG states (CPU and CUDA) are restored. On
+rank 0 under torchrun the losses run as in one process (no cross-rank gather: the other ranks are waiting).
 
 The choice, its measurements and its key are logged and written to ``<output_dir>/precision.json``
 (:data:`PRECISION_FILE`), which the model card reports.
