@@ -28,6 +28,14 @@ MEASURED = {
                                    "position": 0.916, "shape": 0.469, "size": 1.0},
     ("visualbert-vqa-shapes", 1): {"overall": 0.668, "drop": 0.307, "color": 0.813, "count": 0.632, "exists": 0.62,
                                    "position": 0.481, "shape": 0.443, "size": 0.977},
+    ("visualbert-vqa-shapes", 2): {"overall": 0.828, "drop": 0.472, "color": 1.0, "count": 0.73, "exists": 0.594,
+                                   "position": 0.947, "shape": 0.549, "size": 0.998},
+    ("vilbert-vqa-shapes", 0): {"overall": 0.811, "drop": 0.465, "color": 0.981, "count": 0.793, "exists": 0.868,
+                                "position": 0.882, "shape": 0.389, "size": 0.988},
+    ("vilbert-vqa-shapes", 1): {"overall": 0.824, "drop": 0.477, "color": 0.988, "count": 0.848, "exists": 0.874,
+                                "position": 0.937, "shape": 0.358, "size": 0.977},
+    ("vilbert-vqa-shapes", 2): {"overall": 0.803, "drop": 0.443, "color": 0.999, "count": 0.725, "exists": 0.486,
+                                "position": 0.921, "shape": 0.495, "size": 1.0},
 }
 
 
