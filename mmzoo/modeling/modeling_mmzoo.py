@@ -335,15 +335,23 @@ class MmzooModel(MmzooPreTrainedModel):
                 f"{audio.tokens.shape[0]} audio clips"
             )
         ctx = ObjectiveContext(model=self, text=text, image=audio, inputs={"attention_mask": text.mask, **extra})
-        terms, loss, scalars = {}, 0.0, {}
+        losses, logits = self._objective_losses(ctx)
+        if logits is not None:
+            fields.update(logits_per_audio=logits[0], logits_per_text=logits[1])
+        return {**fields, **losses}
+
+    def _objective_losses(self, ctx: ObjectiveContext) -> tuple[dict, tuple[Tensor, Tensor] | None]:
+        """The weighted loss, its terms and the objectives' scalars, plus the pair logits of the last pair-scoring
+        objective (under DDP they span the global batch), or None."""
+        terms, loss, scalars, logits = {}, 0.0, {}, None
         for tag, objective in self.objectives.items():
             result = objective(ctx)
             terms[tag] = result.loss
             scalars.update(objective_scalars(tag, result.extras))
             loss = loss + self._weights[tag] * result.loss
-            if result.logits_per_image is not None:
-                fields.update(logits_per_audio=result.logits_per_image, logits_per_text=result.logits_per_text)
-        return {**fields, "loss": loss, "loss_terms": terms, "objective_metrics": scalars}
+            if result.logits_per_image is not None and objective.spec.scores_pairs:
+                logits = (result.logits_per_image, result.logits_per_text)
+        return {"loss": loss, "loss_terms": terms, "objective_metrics": scalars}, logits
 
     def _features(self, tower: TowerOutput, return_dict: bool | None):
         out = BaseModelOutputWithPooling(
@@ -434,16 +442,10 @@ class MmzooModel(MmzooPreTrainedModel):
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
         fields["logits_per_text"] = fields["logits_per_image"].t()
         if return_loss:
-            terms, loss, scalars = {}, 0.0, {}
-            for tag, objective in self.objectives.items():
-                result = objective(ctx)
-                terms[tag] = result.loss
-                scalars.update(objective_scalars(tag, result.extras))
-                loss = loss + self._weights[tag] * result.loss
-                if result.logits_per_image is not None and objective.spec.scores_pairs:
-                    # under DDP the objective's logits span the global batch
-                    fields.update(logits_per_image=result.logits_per_image, logits_per_text=result.logits_per_text)
-            fields.update(loss=loss, loss_terms=terms, objective_metrics=scalars)
+            losses, logits = self._objective_losses(ctx)
+            if logits is not None:
+                fields.update(logits_per_image=logits[0], logits_per_text=logits[1])
+            fields.update(losses)
         if self.fusion.pair_dim or self.fusion.text_token_dim:
             fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
         return fields
