@@ -73,8 +73,14 @@ def _provide_services() -> None:
 
         return build
 
+    def vqa_answer_normalizer():
+        from .eval.metrics import metric_module
+
+        return metric_module("vqa_accuracy").normalize_answer
+
     for name, factory in (("evaluate", evaluate), ("publish", publish), ("illustrate", illustrate),
-                          ("build_model", build_model)):
+                          ("build_model", build_model),
+                          ("vqa_answer_normalizer", vqa_answer_normalizer)):
         provide(name, factory)
 
 

@@ -122,6 +122,8 @@ def _load_pretrained_into(module, source: str, where: str) -> None:
         pretrained = AutoModel.from_pretrained(resolve_model_source(source))
     except OSError as err:
         raise BuildError(f"{where}.model: cannot load weights of {source!r} ({err})") from None
+    if not isinstance(pretrained, type(module)):  # an audio family's tower inside the checkpoint's model
+        pretrained = next((m for m in pretrained.modules() if isinstance(m, type(module))), pretrained)
     from .adapters import base_layer_state_dict, is_lora_key
 
     missing, unexpected = module.load_state_dict(base_layer_state_dict(module, pretrained.state_dict()), strict=False)
@@ -206,6 +208,23 @@ def _text_tokenizer(spec: ModelSpec):
     return tokenizer
 
 
+def _saved_feature_extractor(audio_spec):
+    """The feature extractor saved with a tower given by ``model:`` (its preprocessor config, e.g. a Whisper
+    checkpoint's), with the spec's ``feature_extractor:`` keys on top; None when the folder / repo has none."""
+    if audio_spec.model is None:
+        return None
+    from transformers import AutoFeatureExtractor
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(resolve_model_source(audio_spec.model))
+    except (OSError, ValueError):
+        return None
+    for key, value in (audio_spec.feature_extractor or {}).items():
+        setattr(extractor, key, value)
+    extractor.return_attention_mask = False
+    return extractor
+
+
 def build_audio_processor(spec: ModelSpec | dict | str | Path, max_length: int | None = None):
     """The MmzooAudioProcessor of a text-audio spec: its tokenizer and the audio tower family's feature
     extractor (see :mod:`mmzoo.encoders.audio`)."""
@@ -215,8 +234,8 @@ def build_audio_processor(spec: ModelSpec | dict | str | Path, max_length: int |
     spec = load_spec(spec)
     audio_spec = spec.encoder("audio")
     index = next(i for i, e in enumerate(spec.encoders) if e.modality == "audio")
-    extractor = build_feature_extractor(tower_config(audio_spec, f"encoders.{index}"), audio_spec.feature_extractor,
-                                        f"encoders.{index}")
+    extractor = _saved_feature_extractor(audio_spec) or build_feature_extractor(
+        tower_config(audio_spec, f"encoders.{index}"), audio_spec.feature_extractor, f"encoders.{index}")
     tokenizer = _text_tokenizer(spec)
     return MmzooAudioProcessor(extractor, tokenizer, max_length=max_length or tokenizer.model_max_length)
 

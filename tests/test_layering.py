@@ -60,12 +60,9 @@ LAYERS = [
     {"cli", "testing", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
-# upward edges that exist today, each with its reason; no other may appear
-KNOWN_UPWARD = {
-    ("data", "eval"): "data/vqa_v2.py normalises answers with the vqa_accuracy metric's function. The metric is a "
-                      "self-contained `evaluate` script (loaded by path into evaluate's module cache, importing "
-                      "only datasets/evaluate), so its normaliser cannot move below both without a second copy",
-}
+# upward edges allowed, each with its reason; none today (what a lower layer needs from a higher one comes in as
+# a service that `import mmzoo` provides: mmzoo.utils.services)
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def _package_of(module: str) -> str:

@@ -17,6 +17,9 @@ def test_the_standard_services_are_the_owners_functions():
 
     assert service("evaluate") is run_evaluation and service("publish") is publish_run
     assert service("illustrate") is write_pictures and service("build_model") is build_model
+    from mmzoo.data.vqa_v2 import normalize_answer
+
+    assert service("vqa_answer_normalizer")("Two dogs.") == normalize_answer("Two dogs.") == "2 dogs"
 
 
 def test_an_unknown_service_is_a_clear_error():

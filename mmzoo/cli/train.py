@@ -35,10 +35,22 @@ def _train(args) -> int:
         return 0
     from ..train import train
 
-    result = train(recipe, resume=args.resume)
+    try:
+        result = train(recipe, resume=args.resume)
+    finally:
+        _close_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(_summary(result))
     return 0
+
+
+def _close_process_group() -> None:
+    """Tear the process group down before the interpreter exits (torchrun / accelerate runs): left to interpreter
+    shutdown, the backend's threads can be destroyed in any order (torch warns about it; engines have aborted)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _summary(result) -> str:

@@ -52,10 +52,11 @@ def annotation_file(subtype: str) -> str:
 
 
 def normalize_answer(answer: str) -> str:
-    """The official VQA answer normalisation (owned by the ``vqa_accuracy`` metric)."""
-    from ..eval.metrics import metric_module
+    """The official VQA answer normalisation, owned by the ``vqa_accuracy`` metric (a self-contained ``evaluate``
+    script in mmzoo.eval, above this layer) and provided to it as the ``vqa_answer_normalizer`` service."""
+    from ..utils.services import service
 
-    return metric_module("vqa_accuracy").normalize_answer(answer)
+    return service("vqa_answer_normalizer")(answer)
 
 
 @register_source_spec

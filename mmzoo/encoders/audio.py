@@ -28,6 +28,7 @@ class AudioFamily:
     model_class: str | None  # dotted path of the transformers class; None: AutoModel
     feature_extractor: Callable[[Any, dict[str, Any]], Any]
     extra_inputs: tuple[str, ...] = field(default=())  # other feature-extractor outputs the tower takes
+    width: Callable[[Any], int] | None = None  # width of the tower's states when it is not config.hidden_size
 
 
 AUDIO_FAMILIES: Registry[AudioFamily] = Registry("audio tower family")
@@ -69,7 +70,9 @@ def _waveform(config, overrides: dict[str, Any]):
 def _clap(config, overrides: dict[str, Any]):
     from transformers import ClapFeatureExtractor
 
-    kwargs = {"feature_size": config.num_mel_bins, "sampling_rate": 48000}
+    # fused 4-channel mel stacks only for a tower built with enable_fusion; otherwise one mel channel
+    kwargs = {"feature_size": config.num_mel_bins, "sampling_rate": 48000,
+              "truncation": "fusion" if getattr(config, "enable_fusion", False) else "rand_trunc"}
     return ClapFeatureExtractor(**{**kwargs, **overrides})
 
 
@@ -77,7 +80,10 @@ AUDIO_FAMILIES.register("whisper", AudioFamily("transformers.models.whisper.mode
 AUDIO_FAMILIES.register("audio-spectrogram-transformer", AudioFamily(None, _ast))
 for _type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
     AUDIO_FAMILIES.register(_type, AudioFamily(None, _waveform))
-AUDIO_FAMILIES.register("clap_audio_model", AudioFamily("transformers.models.clap.modeling_clap.ClapAudioModel", _clap, extra_inputs=("is_longer",)))
+AUDIO_FAMILIES.register("clap_audio_model", AudioFamily(
+    "transformers.models.clap.modeling_clap.ClapAudioModel", _clap, extra_inputs=("is_longer",),
+    width=lambda config: int(config.patch_embeds_hidden_size * 2 ** (len(config.depths) - 1)),  # last Swin stage
+))
 
 
 def audio_family(model_type: str, where: str = "encoders.audio") -> AudioFamily:
@@ -100,6 +106,12 @@ def audio_tower_class(hf_config):
 
     module, name = family.model_class.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)
+
+
+def audio_width(hf_config) -> int | None:
+    """The width of an audio tower's states when its family declares one (CLAP's last Swin stage), else None."""
+    family = AUDIO_FAMILIES.get(hf_config.model_type) if hf_config.model_type in AUDIO_FAMILIES else None
+    return family.width(hf_config) if family is not None and family.width is not None else None
 
 
 def build_feature_extractor(hf_config, overrides: dict[str, Any] | None = None, where: str = "encoders.audio"):

@@ -59,6 +59,10 @@ def tower_model(hf_config, pooling: str) -> nn.Module:
 
 
 def hidden_size_of(config) -> int:
+    from .audio import audio_width
+
+    if (width := audio_width(config)) is not None:
+        return width
     for key in ("hidden_size", "d_model", "embed_dim", "width"):
         if isinstance(getattr(config, key, None), int):
             return getattr(config, key)

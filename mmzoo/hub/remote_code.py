@@ -45,6 +45,7 @@ MODEL_AUTO_CLASSES: dict[str, tuple[str, Callable[[Any, dict], bool]]] = {
 # config.json model_type -> config class (the siglip flavour makes the zero-shot pipeline use sigmoid scores)
 CONFIG_CLASSES = {"mmzoo": "MmzooConfig", "mmzoo_siglip": "MmzooSiglipConfig"}
 PROCESSOR_CLASS = "MmzooProcessor"
+PROCESSOR_CLASSES = (PROCESSOR_CLASS, "MmzooAudioProcessor")  # the saved processor_config.json names which one
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def _entry_files(package: str) -> dict[str, str]:
         + f"from .{package} import {', '.join(CONFIG_CLASSES.values())}\n",
         f"{MODEL_ENTRY}.py": doc.format(auto="AutoModel")
         + f"from .{package} import MmzooSiglipConfig, {', '.join(model_classes)}\n{siglip}",
-        f"{PROCESSOR_ENTRY}.py": doc.format(auto="AutoProcessor") + f"from .{package} import {PROCESSOR_CLASS}\n",
+        f"{PROCESSOR_ENTRY}.py": doc.format(auto="AutoProcessor") + f"from .{package} import {', '.join(PROCESSOR_CLASSES)}\n",
     }
 
 
@@ -327,7 +328,8 @@ def remote_code_files(run_dir: str | Path | Run, bundle: CodeBundle | None = Non
         processor = json.loads(processor_file.read_text(encoding="utf-8"))
     except ValueError as err:
         raise HubError(f"{processor_file}: cannot be parsed ({err}); save the processor again") from None
-    processor["auto_map"] = {**processor.get("auto_map", {}), "AutoProcessor": f"{PROCESSOR_ENTRY}.{PROCESSOR_CLASS}"}
+    name = processor.get("processor_class") if processor.get("processor_class") in PROCESSOR_CLASSES else PROCESSOR_CLASS
+    processor["auto_map"] = {**processor.get("auto_map", {}), "AutoProcessor": f"{PROCESSOR_ENTRY}.{name}"}
     out["processor_config.json"] = _json(processor)
     return out
 

@@ -27,16 +27,29 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["equal_batch_sizes", "gather_rows", "gather_with_grad", "gather_with_offset", "neighbour_exchange",
-           "world_info"]
+           "single_process", "world_info"]
 
 _STATE = threading.local()
 
 
 def world_info() -> tuple[int, int]:
-    """Return ``(rank, world_size)`` of the default process group, ``(0, 1)`` when it is not initialised."""
-    if dist.is_available() and dist.is_initialized():
+    """Return ``(rank, world_size)`` of the default process group, ``(0, 1)`` when it is not initialised or
+    inside :func:`single_process`."""
+    if dist.is_available() and dist.is_initialized() and not getattr(_STATE, "local", False):
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@contextlib.contextmanager
+def single_process():
+    """The losses inside this block see only this rank's rows (no collective), as in a one-process run: for
+    work one rank does alone while the others wait (e.g. ``precision: auto``'s calibration on rank 0)."""
+    previous = getattr(_STATE, "local", False)
+    _STATE.local = True
+    try:
+        yield
+    finally:
+        _STATE.local = previous
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from ..fusion.layers import Attention, Linear, MlpHead, pool_states, project
 from ..objectives.captioning import caption_loss
 from .auto import EXTRA_MODEL_CLASSES
 from .configuration_mmzoo import MmzooConfig
-from .modeling_mmzoo import MmzooModel, _tower_flags
+from .modeling_mmzoo import MmzooModel, _tower_flags, tower_projections
 
 
 @dataclass
@@ -293,9 +293,7 @@ class MmzooForVisualQuestionAnswering(MmzooModel):
     def unreached_modules(self, spec) -> list[nn.Module]:
         """The VQA loss reads the fusion's pair embedding and fused tokens only: the pretraining objectives (their heads and
         temperature) and, unless the fusion reads them, the towers' projections get no gradient here."""
-        projections = [] if spec.fusion.trains_projections else [
-            t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None
-        ]
+        projections = [] if spec.fusion.trains_projections else tower_projections(self)
         return [*self.objectives.values(), *projections]
 
     def forward(

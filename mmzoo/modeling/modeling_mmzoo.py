@@ -139,6 +139,24 @@ def objective_scalars(tag: str, extras: dict) -> dict[str, Tensor]:
     return out
 
 
+class _needs_audio_tower:  # noqa: N801 (a method decorator)
+    """A method that only models with an audio tower have: ``hasattr(model, name)`` is true exactly for them, and
+    the class itself does not show it (transformers' common tests probe ``hasattr(model_class, ...)``, and image
+    models have no audio features to give)."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None or getattr(instance, "audio_tower", None) is None:
+            raise AttributeError(f"{self.name}: only models with an audio tower (modality: audio) have it")
+        return self.function.__get__(instance, owner)
+
+
 class MmzooModel(MmzooPreTrainedModel):
     """A multimodal model assembled from its spec (``config.spec``).
 
@@ -225,9 +243,7 @@ class MmzooModel(MmzooPreTrainedModel):
         projections when no fusion or objective of the spec reads the projected embeddings with a gradient
         (``trains_projections``; e.g. mlm + itm, whose hard-negative sampling reads them without one). They keep
         their weights (saved and loaded as before); they were never updated anyway."""
-        if spec.trains_projections:
-            return []
-        return [t.projection for t in (self.text_tower, self.vision_tower) if t.projection is not None]
+        return [] if spec.trains_projections else tower_projections(self)
 
     # -- embeddings (transformers / accelerate contract) --------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -294,6 +310,7 @@ class MmzooModel(MmzooPreTrainedModel):
                             f"{[e.modality for e in self.config.model_spec().encoders]})")
         return self.audio_tower(**audio_inputs)
 
+    @_needs_audio_tower
     def get_audio_features(self, input_features: Tensor | None = None, input_values: Tensor | None = None,
                            output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                            return_dict: bool | None = None, **kwargs) -> BaseModelOutputWithPooling | tuple:
@@ -318,15 +335,23 @@ class MmzooModel(MmzooPreTrainedModel):
                 f"{audio.tokens.shape[0]} audio clips"
             )
         ctx = ObjectiveContext(model=self, text=text, image=audio, inputs={"attention_mask": text.mask, **extra})
-        terms, loss, scalars = {}, 0.0, {}
+        losses, logits = self._objective_losses(ctx)
+        if logits is not None:
+            fields.update(logits_per_audio=logits[0], logits_per_text=logits[1])
+        return {**fields, **losses}
+
+    def _objective_losses(self, ctx: ObjectiveContext) -> tuple[dict, tuple[Tensor, Tensor] | None]:
+        """The weighted loss, its terms and the objectives' scalars, plus the pair logits of the last pair-scoring
+        objective (under DDP they span the global batch), or None."""
+        terms, loss, scalars, logits = {}, 0.0, {}, None
         for tag, objective in self.objectives.items():
             result = objective(ctx)
             terms[tag] = result.loss
             scalars.update(objective_scalars(tag, result.extras))
             loss = loss + self._weights[tag] * result.loss
-            if result.logits_per_image is not None:
-                fields.update(logits_per_audio=result.logits_per_image, logits_per_text=result.logits_per_text)
-        return {**fields, "loss": loss, "loss_terms": terms, "objective_metrics": scalars}
+            if result.logits_per_image is not None and objective.spec.scores_pairs:
+                logits = (result.logits_per_image, result.logits_per_text)
+        return {"loss": loss, "loss_terms": terms, "objective_metrics": scalars}, logits
 
     def _features(self, tower: TowerOutput, return_dict: bool | None):
         out = BaseModelOutputWithPooling(
@@ -417,16 +442,10 @@ class MmzooModel(MmzooPreTrainedModel):
         ctx = ObjectiveContext(model=self, text=text, image=image, inputs=inputs)
         fields["logits_per_text"] = fields["logits_per_image"].t()
         if return_loss:
-            terms, loss, scalars = {}, 0.0, {}
-            for tag, objective in self.objectives.items():
-                result = objective(ctx)
-                terms[tag] = result.loss
-                scalars.update(objective_scalars(tag, result.extras))
-                loss = loss + self._weights[tag] * result.loss
-                if result.logits_per_image is not None and objective.spec.scores_pairs:
-                    # under DDP the objective's logits span the global batch
-                    fields.update(logits_per_image=result.logits_per_image, logits_per_text=result.logits_per_text)
-            fields.update(loss=loss, loss_terms=terms, objective_metrics=scalars)
+            losses, logits = self._objective_losses(ctx)
+            if logits is not None:
+                fields.update(logits_per_image=logits[0], logits_per_text=logits[1])
+            fields.update(losses)
         if self.fusion.pair_dim or self.fusion.text_token_dim:
             fields.update(fused_embeds=ctx.fused.pair_embeds, fused_text_states=ctx.fused.text_tokens)
         return fields
@@ -505,6 +524,11 @@ def adapter_trainability(model: MmzooModel, spec) -> None:
             from ..adapters import set_lora_trainability
 
             set_lora_trainability(tower_of(model, enc.modality).model, enc)
+
+
+def tower_projections(model: nn.Module) -> list[nn.Module]:
+    """The projections of the model's towers (text, image and / or audio; teachers have none)."""
+    return [m.projection for m in model.modules() if isinstance(m, Tower) and m.projection is not None]
 
 
 def freeze_unreached(model: MmzooModel, spec) -> None:

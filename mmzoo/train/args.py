@@ -98,6 +98,10 @@ def training_arguments(recipe, output_dir: str | Path | None = None, *, precisio
         "remove_unused_columns": False,
         "prediction_loss_only": True,
         "ddp_backend": "gloo" if cpu and multi_process else None,
+        # every trainable parameter of an mmzoo model gets a gradient (the model freezes what its loss never
+        # reaches), so DDP skips the unused-parameter scan; a custom model that leaves some unused sets
+        # training.trainer_args.ddp_find_unused_parameters: true
+        "ddp_find_unused_parameters": False,
         "use_cpu": cpu,
         **t.trainer_args,
         **extra,

@@ -32,6 +32,7 @@ class DryRunReport:
     max_steps: int | None
     world_size: int = 1
     data_checks: list[str] = field(default_factory=list)  # one line per data source: found, first rows decoded
+    sample: str | None = None  # the synthetic non-text input when it is not an image (e.g. "1.00 s audio clip")
 
     @property
     def train_flops_per_sample(self) -> float:
@@ -45,7 +46,8 @@ class DryRunReport:
             "---",
             f"parameters: {total:,} total, {self.trainable:,} trainable, {self.frozen:,} frozen",
             f"FLOPs per training sample: {_si(self.train_flops_per_sample)} (forward {_si(self.forward_flops)} "
-            f"measured with torch FlopCounterMode on a {self.image_size}px image and a {self.seq_len}-token text, "
+            f"measured with torch FlopCounterMode on a {self.sample or f'{self.image_size}px image'} and a "
+            f"{self.seq_len}-token text, "
             "x3 for forward + backward)",
         ]
         lines += self.data_checks
@@ -62,6 +64,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     use (default ``WORLD_SIZE`` from ``torchrun`` / ``accelerate launch``, else 1)."""
     import os
 
+    import numpy as np
     import torch
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
@@ -78,11 +81,18 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
     vocab = [f"answer {i}" for i in range(recipe.model.num_answers)] if vqa else None
     model = build_run_model(recipe, spec, vocab)
     processor = build_processor(spec, max_length=recipe.data.train.max_length)
-    size = image_size_of(spec)
     seq_len = processor.max_length
     text = " ".join([_CAPTION] * (seq_len // 8 + 1))
-    batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",
-                      truncation=True, max_length=seq_len)
+    sample = None
+    if getattr(processor, "modality", "image") == "audio":  # one second of silence per clip
+        size, rate = 0, processor.sampling_rate
+        batch = processor(text=[text, text], audio=[np.zeros(rate, dtype=np.float32)] * 2, sampling_rate=rate,
+                          padding="max_length", truncation=True, max_length=seq_len)
+        sample = "1.00 s audio clip"
+    else:
+        size = image_size_of(spec)
+        batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",
+                          truncation=True, max_length=seq_len)
     inputs = {**batch, "labels": torch.zeros(2, len(vocab))} if vqa else {**batch, "return_loss": True}
     model.train()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -95,7 +105,7 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
         recipe_yaml=resolved_recipe_yaml(recipe, spec), trainable=trainable, frozen=frozen,
         forward_flops=counter.get_total_flops() / 2, image_size=size, seq_len=int(batch["input_ids"].shape[1]),
         global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * world, max_steps=t.max_steps,
-        world_size=world, data_checks=data_checks,
+        world_size=world, data_checks=data_checks, sample=sample,
     )
 
 

@@ -21,8 +21,9 @@ One run, one precision, whatever the number of processes:
   Delete the file named in the log to measure again.
 * A resumed run keeps the choice recorded in its run folder.
 
-The calibration leaves no trace on training: it steps a copy of the model with an optimizer of its own, and the
-RNG states (CPU and CUDA) are restored.
+The calibration leaves no trace on training: it steps a copy of the model with an optimizer of its own (for its
+few seconds, one more model and its AdamW state in memory), and the RNG states (CPU and CUDA) are restored. On
+rank 0 under torchrun the losses run as in one process (no cross-rank gather: the other ranks are waiting).
 
 The choice, its measurements and its key are logged and written to ``<output_dir>/precision.json``
 (:data:`PRECISION_FILE`), which the model card reports.
@@ -110,16 +111,18 @@ def hardware_name(device_type: str) -> str:
 
 def calibration_key(model, batch: dict[str, Any], device_type: str) -> dict[str, Any]:
     """What a calibration's result depends on: the model's configuration (hashed), the batch's tensor shapes and
-    dtypes, the hardware and the torch version. Not the world size nor the thread count, so that 1 and N
-    processes share one decision."""
+    dtypes (for token tensors the batch size only: their padded length varies with the data and the seed), the
+    hardware and the torch version. Not the world size nor the thread count, so that 1 and N processes share one
+    decision."""
     import torch
 
     config = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else {"module": repr(model)}
     for volatile in ("transformers_version", "_name_or_path", "_commit_hash"):
         config.pop(volatile, None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    shapes = {k: [list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in sorted(batch.items())
-              if hasattr(v, "shape")}
+    # token tensors: their padded length follows the batch's longest text (the data, the seed): batch size only
+    shapes = {k: [list(v.shape) if v.is_floating_point() else list(v.shape[:1]), str(v.dtype).removeprefix("torch.")]
+              for k, v in sorted(batch.items()) if isinstance(v, torch.Tensor)}
     return {"model": digest, "batch": shapes, "hardware": hardware_name(device_type), "torch": torch.__version__}
 
 
@@ -157,6 +160,8 @@ def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[fl
 
     import torch
 
+    from ..losses._distributed import single_process
+
     device = next(model.parameters()).device
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
     cpu_rng = torch.get_rng_state()
@@ -174,7 +179,8 @@ def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[fl
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        # single_process: the other ranks are not calibrating, so the loss must not gather across ranks
+        with single_process(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = twin(**{"return_loss": True, **batch})
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs.loss
         loss.float().backward()

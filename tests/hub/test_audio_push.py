@@ -60,6 +60,7 @@ def test_card_says_audio(pushed, hub_server):
         "## ")[0]
 
 
+@pytest.mark.slow  # two fresh interpreters (torch + transformers each): kept out of the default suite's budget
 def test_card_snippets_run_as_pasted(pushed, _hub_server_session, tmp_path):
     _, repo_id, tmp = pushed
     readme = open(hf_hub_download(repo_id, "README.md", cache_dir=tmp / "readme2")).read()
@@ -76,3 +77,54 @@ def test_card_snippets_run_as_pasted(pushed, _hub_server_session, tmp_path):
     scores = [float(s) for s in re.findall(r"'score': ([0-9.e+-]+)", outputs[0])]
     assert len(scores) == 2 and sum(scores) == pytest.approx(1.0, abs=1e-5)
     assert re.search(r"torch.Size\(\[1, 32\]\) torch.Size\(\[2, 32\]\)", outputs[1]), outputs[1]
+
+
+REMOTE_CHILD = '''
+import sys
+
+class BlockMmzoo:  # mmzoo is installed here (editable): make it unimportable, as on a machine without it
+    def find_spec(self, name, path=None, target=None):
+        if name == "mmzoo" or name.startswith("mmzoo."):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, BlockMmzoo())
+import numpy as np
+import torch
+from transformers import AutoModel, AutoProcessor, pipeline
+
+repo_id, out = sys.argv[1], sys.argv[2]
+model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)
+rng = np.random.default_rng(0)
+audio = [(0.3 * np.sin(2 * np.pi * f * np.arange(16000) / 16000)).astype(np.float32) for f in (200, 1200)]
+batch = processor(text=["a low steady tone", "a burst of noise"], audio=audio)
+with torch.no_grad():
+    result = model(**batch)
+classify = pipeline("zero-shot-audio-classification", model=model, tokenizer=processor.tokenizer,
+                    feature_extractor=processor.feature_extractor)
+scores = classify(audio[0], candidate_labels=["a low steady tone", "a burst of noise"], hypothesis_template="{}")
+torch.save({"processor": type(processor).__name__, "batch": dict(batch), "logits": result.logits_per_audio,
+            "scores": scores, "mmzoo": sorted(m for m in sys.modules if m.startswith("mmzoo"))}, out)
+'''
+
+
+@pytest.mark.slow  # a fresh interpreter that loads the pushed code
+def test_remote_code_push_loads_without_mmzoo(trained_run, _hub_server_session, tmp_path):
+    run = trained_run("clap")
+    repo_id = f"{_hub_server_session.user}/clap-tones-remote"
+    push_run(run, repo_id, remote_code=True)
+    (tmp_path / "child.py").write_text(REMOTE_CHILD)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(_hub_server_session.env(hf_home=tmp_path / "hf-home"))
+    proc = subprocess.run([sys.executable, str(tmp_path / "child.py"), repo_id, str(tmp_path / "got.pt")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = torch.load(tmp_path / "got.pt", weights_only=False)
+    assert got["processor"] == "MmzooAudioProcessor" and got["mmzoo"] == []
+    model, processor = AutoModel.from_pretrained(run).eval(), AutoProcessor.from_pretrained(run)
+    batch = processor(text=["a low steady tone", "a burst of noise"], audio=[
+        (0.3 * np.sin(2 * np.pi * f * np.arange(16000) / 16000)).astype(np.float32) for f in (200, 1200)])
+    assert all(torch.equal(batch[k], got["batch"][k]) for k in batch)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits_per_audio, got["logits"])
+    assert sum(s["score"] for s in got["scores"]) == pytest.approx(1.0, abs=1e-5)

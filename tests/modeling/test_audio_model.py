@@ -29,14 +29,18 @@ FAMILIES = {
                  "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 8],
                  "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "do_stable_layer_norm": True,
                  "mask_time_prob": 0.0, "layerdrop": 0.0},  # no SpecAugment embedding, no random layer skipping
+    "clap": {"model_type": "clap_audio_model", "num_mel_bins": 16, "spec_size": 32, "patch_size": 4,
+             "patch_stride": [4, 4], "window_size": 2, "hidden_size": 32, "patch_embeds_hidden_size": 8,
+             "depths": [1, 1], "num_attention_heads": [2, 2], "enable_fusion": False},
 }
-INPUT = {"whisper": "input_features", "ast": "input_values", "wav2vec2": "input_values"}
+INPUT = {"whisper": "input_features", "ast": "input_values", "wav2vec2": "input_values", "clap": "input_features"}
+EXTRACTOR = {"clap": {"hop_length": 320, "max_length_s": 1, "fft_window_size": 400}}  # <= 64 frames of 16 bins
 
 
 def audio_spec(family: str = "whisper", **extra) -> dict:
     return {"name": f"clap-{family}-tiny", "projection_dim": 16,
             "encoders": [TEXT, {"modality": "audio", "config": FAMILIES[family], "pooling": "mean",
-                                "feature_extractor": {"sampling_rate": 16000}}],
+                                "feature_extractor": {"sampling_rate": 16000, **EXTRACTOR.get(family, {})}}],
             "objectives": [{"type": "contrastive"}], **extra}
 
 
@@ -191,3 +195,27 @@ def test_get_audio_features_without_an_audio_tower_is_a_clear_error():
     model = mmzoo.build_model("mm-clip-tiny")
     with pytest.raises(SpecError, match="no audio tower"):
         model.encode_audio(input_features=torch.zeros(1, 16, 50))
+
+
+def test_a_pretrained_whisper_checkpoint_loads_into_the_encoder_tower(tmp_path):
+    """`model:` + `pretrained: true` with a full Whisper (encoder-decoder) checkpoint: the tower gets its encoder."""
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(**{k: v for k, v in FAMILIES["whisper"].items() if k != "model_type"}, decoder_layers=1,
+                           decoder_attention_heads=4, decoder_ffn_dim=64, vocab_size=64, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(1)
+    WhisperModel(config).save_pretrained(tmp_path / "whisper")
+    spec = audio_spec()
+    spec["encoders"][1] = {**spec["encoders"][1], "config": None, "model": str(tmp_path / "whisper"), "pretrained": True}
+    model = mmzoo.build_model(spec)
+    reference = WhisperModel.from_pretrained(tmp_path / "whisper").encoder.state_dict()
+    loaded = model.audio_tower.model.state_dict()
+    assert loaded.keys() == reference.keys() and all(torch.equal(loaded[k], reference[k]) for k in reference)
+    # without a saved preprocessor config the extractor is sized from the tower config; with one, it is the saved one
+    assert mmzoo.build_processor(spec).feature_extractor.n_samples == 50 * 160
+    from transformers import WhisperFeatureExtractor
+
+    WhisperFeatureExtractor(feature_size=16, chunk_length=1, padding_value=0.5).save_pretrained(tmp_path / "whisper")
+    saved = mmzoo.build_processor(spec).feature_extractor
+    assert saved.padding_value == 0.5 and saved.sampling_rate == 16000 and saved.return_attention_mask is False

@@ -144,3 +144,14 @@ def test_input_embeddings_are_the_text_towers():
     new = torch.nn.Embedding(*model.get_input_embeddings().weight.shape)
     model.set_input_embeddings(new)
     assert model.text_tower.model.embeddings.word_embeddings is new
+
+
+def test_unreached_projections_are_found_on_every_tower_kind():
+    """The projections the owner may freeze are those of every tower the model has (text + image, or text +
+    audio), never a teacher's (which has none)."""
+    from mmzoo.modeling.modeling_mmzoo import tower_projections
+
+    clap = mmzoo.build_model("mm-clap-tiny")
+    assert tower_projections(clap) == [clap.text_tower.projection, clap.audio_tower.projection]
+    clip = mmzoo.build_model("mm-clip-tiny")
+    assert tower_projections(clip) == [clip.text_tower.projection, clip.vision_tower.projection]

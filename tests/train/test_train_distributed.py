@@ -160,3 +160,22 @@ def test_ddp_with_gradient_checkpointing_trains(tmp_path):
     expected = [e["loss"] for e in read_log(plain) if "loss" in e]
     got = [e["loss"] for e in read_log(checkpointed) if "loss" in e]
     assert len(got) == 3 and got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fused_vqa_preset_trains_under_ddp_without_the_unused_parameter_scan(tmp_path):
+    """The visualbert VQA head under torchrun with find_unused_parameters=False (mmzoo's default): DDP fails at
+    step 2 ("Expected to have finished reduction...") if any trainable parameter got no gradient at step 1 — the
+    pretraining objectives' heads and the projections, which the VQA loss never reaches, must be frozen."""
+    run = tmp_path / "vqa"
+    _torchrun("visualbert-vqa-shapes.yaml", ["training.max_steps=3", "training.save_steps=null",
+                                             "training.per_device_train_batch_size=8", "training.precision=fp32",
+                                             f"training.output_dir={run}"])
+    import torch
+
+    args = torch.load(run / "training_args.bin", weights_only=False)
+    assert args.ddp_find_unused_parameters is False and args.world_size == 2
+    losses = [e["loss"] for e in read_log(run) if "loss" in e]
+    assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses)
+    results = json.loads((run / "eval_results.json").read_text())["results"]
+    assert [r["task"] for r in results] == ["vqa"]  # the distributed VQA evaluation ran too

@@ -88,6 +88,14 @@ def test_run_writes_and_prints_the_choice(tiny_recipe, tmp_path, capsys):
     if data["hardware_bf16"]:  # this machine can run bf16: the calibration was measured and recorded
         assert set(data["seconds_per_step"]) == {"fp32", "bf16"} and len(data["all_steps"]["fp32"]) == 3
     assert f"precision: auto -> {data['precision']}" in capsys.readouterr().out
+    if data["precision"] == "fp32":  # the calibration left no trace: the run is the fp32 run, bit for bit
+        fp32 = train(tiny_recipe("training.max_steps=1", "training.save_steps=null", "training.precision=fp32",
+                                 f"training.output_dir={tmp_path / 'fp32'}"), progress=False)
+        logged = [{k: v for k, v in e.items() if k.startswith("loss") or k == "grad_norm"}
+                  for e in map(json.loads, (result.run_dir / "training_log.jsonl").read_text().splitlines())]
+        reference = [{k: v for k, v in e.items() if k.startswith("loss") or k == "grad_norm"}
+                     for e in map(json.loads, (fp32.run_dir / "training_log.jsonl").read_text().splitlines())]
+        assert logged == reference and logged[0]["loss"] > 0
     if data["hardware_bf16"]:  # a second run of the recipe keeps the machine's measurement for this model
         again = train(tiny_recipe("training.max_steps=1", "training.save_steps=null", "training.precision=auto",
                                   f"training.output_dir={tmp_path / 'again'}"), progress=False)
@@ -138,11 +146,16 @@ def test_a_measurement_is_cached_per_model_batch_shape_and_hardware(monkeypatch,
     assert again.cached_from.startswith(str(tmp_path)) and again.cached_from in again.summary()
     assert again.seconds_per_step == first.seconds_per_step
     P.choose_precision("auto", model, {"x": torch.randn(8, 8)}, cache_dir=tmp_path)  # another batch shape
+    tokens = {"x": torch.randn(4, 8), "input_ids": torch.ones(4, 7, dtype=torch.long)}
+    P.choose_precision("auto", model, tokens, cache_dir=tmp_path)  # a new input
+    longer = P.choose_precision("auto", model, {**tokens, "input_ids": torch.ones(4, 9, dtype=torch.long)},
+                                cache_dir=tmp_path)
+    assert len(calls) == 3 and "reused" in longer.reason  # the texts' padded length is the data's, not the model's
     wider = torch.nn.Module()
     wider.config = type("Config", (), {"to_dict": lambda self: {"hidden_size": 128}})()
     wider.forward = model.forward
     P.choose_precision("auto", wider, batch, cache_dir=tmp_path)  # another model
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 def test_the_paired_ratio_ignores_load_that_drifts_between_pairs():
@@ -152,9 +165,20 @@ def test_the_paired_ratio_ignores_load_that_drifts_between_pairs():
 
 
 def _rank_choice(rank: int, port: int, out: str) -> None:
+    from datetime import timedelta
+
+    import mmzoo
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))  # a hang fails
     try:
+        # a real contrastive model calibrated on rank 0 alone: its loss must not wait for rank 1 in a gather
+        torch.manual_seed(0)
+        model = mmzoo.build_model("mm-clip-tiny")
+        batch = {"input_ids": torch.randint(5, 100, (4, 8)), "attention_mask": torch.ones(4, 8, dtype=torch.long),
+                 "pixel_values": torch.randn(4, 3, 32, 32)}
+        measured = P.shared_choice(lambda: P.PrecisionChoice("fp32", "auto", "timed", "cpu", True,
+                                                             all_steps=P.calibrate(model, batch, steps=1)))
         def decide():
             if rank != 0:
                 raise AssertionError("only rank 0 may calibrate")
@@ -171,17 +195,19 @@ def _rank_choice(rank: int, port: int, out: str) -> None:
         except Exception as err:  # noqa: BLE001
             error = f"{type(err).__name__}: {err}"
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-            json.dump({"choice": choice.__dict__, "error": error}, f)
+            json.dump({"choice": choice.__dict__, "error": error, "measured": measured.all_steps}, f)
     finally:
         dist.destroy_process_group()
 
 
 def test_rank_zero_decides_for_every_rank(tmp_path):
-    """2 gloo processes: rank 1 receives rank 0's choice (its own decide would fail), and a calibration that
-    fails on rank 0 fails on rank 1 too instead of leaving it waiting."""
+    """2 gloo processes: rank 1 receives rank 0's choice (its own decide would fail), a calibration that fails on
+    rank 0 fails on rank 1 too instead of leaving it waiting, and rank 0 calibrates a contrastive model alone
+    (its loss computed without the cross-rank gather, which would wait for rank 1 forever)."""
     mp.start_processes(_rank_choice, args=(free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert results[0]["choice"] == results[1]["choice"]
     assert results[1]["choice"]["precision"] == "bf16" and results[1]["choice"]["reason"] == "measured on rank 0"
     assert results[0]["error"] == "ValueError: no batch"
     assert "calibration failed on rank 0 (ValueError: no batch)" in results[1]["error"]
+    assert results[0]["measured"] == results[1]["measured"] and len(results[1]["measured"]["bf16"]) == 1
