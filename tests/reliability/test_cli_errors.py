@@ -22,13 +22,19 @@ def test_ctrl_c_prints_one_line_and_the_printed_resume_command_finishes_the_run(
     args = ["train", str(TINY / "clip-coco.yaml"), *(f"--set={s}" for s in [*FAST, f"training.output_dir={out}"])]
 
     def child():
-        from mmzoo.train import callbacks
+        from transformers.trainer_callback import CallbackHandler
 
-        def interrupt_at_step_3(self, args, state, control, **kwargs):
+        step_end = CallbackHandler.on_step_end
+
+        def interrupt_at_step_3(self, args, state, control):
             if state.global_step == 3:
                 os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            return step_end(self, args, state, control)
 
-        callbacks.TrainingLogCallback.on_step_end = interrupt_at_step_3
+        # patched on transformers' handler (never re-imported by other tests, unlike mmzoo's modules), and with
+        # Python's own SIGINT handler, as a fresh `mmzoo` process has it (the forked pytest may have another)
+        CallbackHandler.on_step_end = interrupt_at_step_3
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import sys
 
         sys.stderr = open(err_file, "w")  # noqa: SIM115 - the child exits right after

@@ -170,7 +170,7 @@ def _rank_choice(rank: int, port: int, out: str) -> None:
     import mmzoo
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))  # a hang fails
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=300))  # a hang fails
     try:
         # a real contrastive model calibrated on rank 0 alone: its loss must not wait for rank 1 in a gather
         torch.manual_seed(0)
