@@ -204,7 +204,9 @@ def test_rank_zero_decides_for_every_rank(tmp_path):
     """2 gloo processes: rank 1 receives rank 0's choice (its own decide would fail), a calibration that fails on
     rank 0 fails on rank 1 too instead of leaving it waiting, and rank 0 calibrates a contrastive model alone
     (its loss computed without the cross-rank gather, which would wait for rank 1 forever)."""
-    mp.start_processes(_rank_choice, args=(free_port(), str(tmp_path)), nprocs=2, start_method="fork")
+    # spawn, not fork: a child forked from a pytest process whose OpenMP pool already ran (earlier tests, 2
+    # threads) can hang in its first parallel kernel
+    mp.start_processes(_rank_choice, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert results[0]["choice"] == results[1]["choice"]
     assert results[1]["choice"]["precision"] == "bf16" and results[1]["choice"]["reason"] == "measured on rank 0"
