@@ -15,6 +15,19 @@ TINY_PRESETS = [
 CAPTIONS = ["a large red circle at the top left", "a small blue square in the center",
             "a green triangle at the bottom right", "two yellow circles"]
 COLORS = ["red", "blue", "green", "yellow"]
+# towers (width 32, one layer each) for tests that train on 48 px `shapes` scenes: one 16 px patch per shape position
+SHAPES_TOWERS = {
+    "projection_dim": 32,
+    "encoders": [
+        {"modality": "text", "tokenizer": "mmzoo:wordpiece-basic", "pooling": "mean",
+         "config": {"model_type": "bert", "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1,
+                    "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64,
+                    "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
+        {"modality": "image", "pooling": "mean",
+         "config": {"model_type": "vit", "image_size": 48, "patch_size": 16, "hidden_size": 32,
+                    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}},
+    ],
+}
 
 
 def images(n: int = 4, size: int = 40) -> list[Image.Image]:

@@ -37,12 +37,6 @@ class MmzooProcessor(ProcessorMixin):
             data.update(image_features(self.image_processor, images, return_tensors))
         return BatchFeature(data=dict(data), tensor_type=return_tensors)
 
-    def batch_decode(self, *args, **kwargs):
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        return self.tokenizer.decode(*args, **kwargs)
-
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values"]
@@ -98,12 +92,6 @@ class MmzooAudioProcessor(ProcessorMixin):
             features.pop("attention_mask", None)
             data.update(features)
         return BatchFeature(data=dict(data), tensor_type=return_tensors)
-
-    def batch_decode(self, *args, **kwargs):
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        return self.tokenizer.decode(*args, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:

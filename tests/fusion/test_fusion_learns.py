@@ -19,20 +19,9 @@ import torch
 import mmzoo
 from mmzoo.data import load_builtin
 from mmzoo.modeling import MmzooForVisualQuestionAnswering
+from tests.common import SHAPES_TOWERS
 
 PRIOR = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))  # ITM loss of a model predicting the 1:2 prior
-TINY = {
-    "projection_dim": 32,
-    "encoders": [
-        {"modality": "text", "tokenizer": "mmzoo:wordpiece-basic", "pooling": "mean",
-         "config": {"model_type": "bert", "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1,
-                    "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64,
-                    "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
-        {"modality": "image", "pooling": "mean",
-         "config": {"model_type": "vit", "image_size": 48, "patch_size": 16, "hidden_size": 32,
-                    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}},
-    ],
-}
 FUSIONS = {
     "single_stream": {"type": "single_stream", "num_layers": 1, "num_heads": 4, "dropout": 0.0},
     "co_attention": {"type": "co_attention", "num_layers": 1, "num_heads": 4, "dropout": 0.0},
@@ -41,7 +30,7 @@ FUSIONS = {
 
 
 def spec(fusion: str, objectives: list[dict]) -> dict:
-    return {"name": f"learns-{fusion}", **TINY, "fusion": FUSIONS[fusion], "objectives": objectives}
+    return {"name": f"learns-{fusion}", **SHAPES_TOWERS, "fusion": FUSIONS[fusion], "objectives": objectives}
 
 
 @pytest.fixture(scope="module")

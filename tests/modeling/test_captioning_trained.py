@@ -23,19 +23,11 @@ from mmzoo.builder import save_pretrained
 from mmzoo.data import load_builtin
 from mmzoo.hub.remote_code import export_remote_code
 from mmzoo.modeling import MmzooForConditionalGeneration
+from tests.common import SHAPES_TOWERS
 
 SPEC = {
     "name": "captioner-trained",
-    "projection_dim": 32,
-    "encoders": [
-        {"modality": "text", "tokenizer": "mmzoo:wordpiece-basic", "pooling": "mean",
-         "config": {"model_type": "bert", "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1,
-                    "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64,
-                    "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
-        {"modality": "image", "pooling": "mean",
-         "config": {"model_type": "vit", "image_size": 48, "patch_size": 16, "hidden_size": 32,
-                    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64}},
-    ],
+    **SHAPES_TOWERS,
     "fusion": {"type": "dual_encoder"},
     "objectives": [{"type": "contrastive", "init_temperature": 0.1},
                    {"type": "captioning", "num_layers": 1, "num_heads": 4, "max_length": 32, "dropout": 0.0}],
