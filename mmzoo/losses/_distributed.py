@@ -41,27 +41,30 @@ def world_info() -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def single_process():
-    """The losses inside this block see only this rank's rows (no collective), as in a one-process run: for
-    work one rank does alone while the others wait (e.g. ``precision: auto``'s calibration on rank 0)."""
-    previous = getattr(_STATE, "local", False)
-    _STATE.local = True
+def _flag(name: str, value: bool):
+    """Set one of this thread's loss flags for the block, restoring the previous value after it."""
+    previous = getattr(_STATE, name, False)
+    setattr(_STATE, name, value)
     try:
         yield
     finally:
-        _STATE.local = previous
+        setattr(_STATE, name, previous)
+
+
+@contextlib.contextmanager
+def single_process():
+    """The losses inside this block see only this rank's rows (no collective), as in a one-process run: for
+    work one rank does alone while the others wait (e.g. ``precision: auto``'s calibration on rank 0)."""
+    with _flag("local", True):
+        yield
 
 
 @contextlib.contextmanager
 def equal_batch_sizes(enabled: bool = True):
     """Promise that every rank passes tensors with the same first dimension to the gathers inside this block,
     so they skip the size exchange (no host sync). Breaking the promise makes the collective fail or hang."""
-    previous = getattr(_STATE, "equal", False)
-    _STATE.equal = enabled
-    try:
+    with _flag("equal", enabled):
         yield
-    finally:
-        _STATE.equal = previous
 
 
 def _assume_equal(equal_sizes: bool | None) -> bool:
