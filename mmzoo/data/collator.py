@@ -10,6 +10,7 @@ from .images import prepare_image, target_size
 
 CaptionSampling = Literal["random", "first", "all"]
 _KEEP = ("input_ids", "attention_mask", "pixel_values")
+NEGATIVE_CAPTIONS = "negative_captions"  # optional column: captions that almost describe the image
 
 
 class ImageTextCollator:
@@ -30,7 +31,10 @@ class ImageTextCollator:
 
     Rows are dicts with ``image`` (PIL image of any mode; converted to RGB) and ``captions`` (list of str, or
     one str; ``caption`` is accepted too). Returns a dict of tensors: ``input_ids`` and ``attention_mask``
-    ``(num_texts, seq_len)``, ``pixel_values`` ``(batch, 3, H, W)``, and ``image_ids`` for ``"all"``.
+    ``(num_texts, seq_len)``, ``pixel_values`` ``(batch, 3, H, W)``, and ``image_ids`` for ``"all"``. When the
+    rows also have ``negative_captions`` (and sampling is not ``"all"``), one of them per row is picked the same
+    way and tokenized as ``negative_input_ids`` / ``negative_attention_mask`` ``(batch, seq_len)``: the hard
+    negative captions of ``objectives.itm.caption_negatives``.
 
     >>> collate = ImageTextCollator(processor, max_length=32, caption_sampling="first")  # doctest: +SKIP
     >>> batch = collate([{"image": img, "captions": ["a red circle"]}])  # doctest: +SKIP
@@ -78,6 +82,11 @@ class ImageTextCollator:
             raise ValueError(f"the processor output lacks {missing} (it has {list(encoded.keys())})")
         if self.caption_sampling == "all":
             batch["image_ids"] = torch.tensor(image_ids, dtype=torch.long)
+        elif all(row.get(NEGATIVE_CAPTIONS) for row in rows):
+            negatives = [self._pick(_texts(row[NEGATIVE_CAPTIONS]))[0] for row in rows]
+            tokens = self.processor.tokenizer(negatives, **kwargs)  # the processor's own tokenizer, same settings
+            batch["negative_input_ids"] = tokens["input_ids"]
+            batch["negative_attention_mask"] = tokens["attention_mask"]
         return batch
 
     def _pick(self, captions: list[str]) -> list[str]:
@@ -96,6 +105,10 @@ def _rgb(row: dict[str, Any], i: int, size: tuple[int, int] | None = None):
             "Load data with mmzoo.data.load_source; with transformers.Trainer set remove_unused_columns=False"
         )
     return prepare_image(image, size)  # draft-decodes lazy JPEGs at >= size; any mode to RGB without clipping
+
+
+def _texts(texts: str | list[str]) -> list[str]:
+    return [texts] if isinstance(texts, str) else list(texts)
 
 
 def _captions(row: dict[str, Any], i: int) -> list[str]:

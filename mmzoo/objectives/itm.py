@@ -36,7 +36,8 @@ class ItmObjective(Objective):
     class prior, because contrastive learning makes the sampled negatives near-duplicates of the positive (one
     attribute apart) before the head has learnt any match feature; the easy half lets it learn one, the hard half
     then sharpens it. Rows holding the same text are never drawn as each other's negatives. Negatives are fused
-    by the model's fusion; loss = cross-entropy over all 3B pairs.
+    by the model's fusion; loss = cross-entropy over all 3B pairs. With ``caption_negatives`` each image is also
+    paired with the batch's ``negative_input_ids`` row (a caption one detail away, from the data), 4B pairs.
 
     :meth:`match_logits` (what ``model.score_pairs`` reads) returns logits at a *balanced* prior: the head is
     trained on 1 positive : 2 negatives, so ``log 2`` is added to the match logit (Bayes' prior correction), and
@@ -44,10 +45,10 @@ class ItmObjective(Objective):
     Rankings are unchanged.
     """
 
-    negatives_per_positive = 2  # one text per image and one image per text
-
     def __init__(self, spec, dims, fusion) -> None:
         super().__init__(spec, dims, fusion)
+        # one text per image and one image per text, plus the data's negative caption
+        self.negatives_per_positive = 3 if spec.caption_negatives else 2
         if not getattr(fusion, "pair_dim", None):
             raise SpecError(
                 f"objectives(itm): fusion {type(fusion).__name__} sets no pair_dim, so there is no pair embedding to "
@@ -86,6 +87,20 @@ class ItmObjective(Objective):
         uniform = torch.rand(scores.shape[0], generator=generator, device=scores.device) < fraction
         return scores.masked_fill(uniform[:, None], 0.0)
 
+    def caption_negative_pairs(self, ctx: ObjectiveContext) -> Tensor:
+        """(B, pair_dim) pair embeddings of each image with its negative caption (``negative_input_ids``)."""
+        input_ids = ctx.inputs.get("negative_input_ids")
+        if input_ids is None:
+            raise SpecError(
+                "objectives.itm.caption_negatives is true but the batch has no negative_input_ids: the training data "
+                "needs a `negative_captions` column (list of captions that almost describe the image; built-in "
+                "shapes: data.train.params.negative_captions: true), or set caption_negatives: false"
+            )
+        mask = ctx.inputs.get("negative_attention_mask")
+        text = ctx.model.encode_text(input_ids, mask)
+        inputs = {**ctx.inputs, "input_ids": input_ids, "attention_mask": text.mask, "token_type_ids": None}
+        return ctx.model.fusion(text, ctx.image, inputs).pair_embeds
+
     def forward(self, ctx: ObjectiveContext) -> ObjectiveOutput:
         positives = ctx.fused.pair_embeds
         batch = positives.shape[0]
@@ -93,12 +108,16 @@ class ItmObjective(Objective):
         rows = torch.arange(batch, device=positives.device)
         text_index = torch.cat([text_for_image, rows])
         image_index = torch.cat([rows, image_for_text])
-        negatives = ctx.model.fusion(
+        negatives = [ctx.model.fusion(
             select_rows(ctx.text, text_index), select_rows(ctx.image, image_index),
             select_inputs(ctx.inputs, text_index, image_index, batch),
-        ).pair_embeds
-        logits = self.head(torch.cat([positives, negatives]))
-        labels = torch.cat([torch.ones(batch, dtype=torch.long), torch.zeros(2 * batch, dtype=torch.long)])
+        ).pair_embeds]
+        # evaluation data may lack negative captions (the eval loss then has the in-batch negatives only)
+        if self.spec.caption_negatives and (self.training or "negative_input_ids" in ctx.inputs):
+            negatives.append(self.caption_negative_pairs(ctx))
+        logits = self.head(torch.cat([positives, *negatives]))
+        labels = torch.cat([torch.ones(batch, dtype=torch.long),
+                            torch.zeros(logits.shape[0] - batch, dtype=torch.long)])
         labels = labels.to(logits.device)
         accuracy = (logits.detach().argmax(-1) == labels).float().mean()
         return ObjectiveOutput(itm_loss(logits, labels), extras={"itm_accuracy": accuracy})

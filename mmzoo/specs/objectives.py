@@ -123,6 +123,13 @@ class ItmSpec(ObjectiveSpecBase):
         "curriculum: ITM leaves its class prior on the easy ones while contrastive makes the hard ones hard; "
         "0 = ALBEF's all-hard sampling)",
     )
+    caption_negatives: bool = Field(
+        False,
+        description="also pair each image with a hard negative caption supplied by the training data (a "
+        "`negative_captions` column: captions one detail away from the image's, e.g. built-in shapes with "
+        "params.negative_captions: true; NegCLIP-style). In-batch negatives rarely differ in one attribute only, "
+        "so without them ITM learns which objects and colours occur, not every attribute",
+    )
     requires: ClassVar[frozenset[str]] = frozenset({"pair_embedding"})
     matches_pairs: ClassVar[bool] = True
 

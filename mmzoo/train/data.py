@@ -14,12 +14,15 @@ from typing import Any
 
 import torch
 
+from ..data.collator import NEGATIVE_CAPTIONS
 from ..errors import RecipeError
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 PAIR_COLUMNS = ("image", "captions")
+# NEGATIVE_CAPTIONS: an optional pair column kept when the data has it: captions that almost describe the item
+# (hard negatives for ``objectives.itm.caption_negatives``; e.g. built-in shapes with ``negative_captions: true``)
 
 
 class EmptyStreamError(RecipeError):
@@ -78,12 +81,18 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def select_caption(row: dict[str, Any], seed: int, epoch: int, index: int, pick: str = "hash") -> dict[str, Any]:
-    """The row (its pair columns: ``image``, or ``audio`` [+ ``sampling_rate``]) with one chosen caption."""
-    captions = row["captions"]
-    if isinstance(captions, str):
-        captions = [captions]
-    chosen = pick_caption(len(captions), seed, epoch, index) if pick == "hash" and len(captions) > 1 else 0
-    return {**{k: v for k, v in row.items() if k != "captions"}, "captions": [captions[chosen]]}
+    """The row (its pair columns: ``image``, or ``audio`` [+ ``sampling_rate``]) with one chosen caption, and one
+    chosen negative caption when the row has ``negative_captions``."""
+    chosen = {"captions": _pick_one(row["captions"], seed, epoch, index, pick)}
+    if row.get(NEGATIVE_CAPTIONS):  # its own draw: the negative is not tied to the positive's paraphrase
+        chosen[NEGATIVE_CAPTIONS] = _pick_one(row[NEGATIVE_CAPTIONS], seed + 1, epoch, index, pick)
+    return {**row, **chosen}
+
+
+def _pick_one(texts: str | list[str], seed: int, epoch: int, index: int, pick: str) -> list[str]:
+    texts = [texts] if isinstance(texts, str) else texts
+    chosen = pick_caption(len(texts), seed, epoch, index) if pick == "hash" and len(texts) > 1 else 0
+    return [texts[chosen]]
 
 
 class TrainCollator:
@@ -145,6 +154,8 @@ def pair_columns(ds, key: str = "data.train", modality: str = "image"):
         )
     if modality == "audio" and "sampling_rate" in columns:
         wanted.append("sampling_rate")
+    if NEGATIVE_CAPTIONS in columns:
+        wanted.append(NEGATIVE_CAPTIONS)
     return ds.select_columns(wanted)
 
 

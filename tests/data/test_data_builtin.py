@@ -53,6 +53,25 @@ def test_shapes_columns_and_types(shapes_ds):
     assert counts <= {1, 2, 3} and len(counts) >= 2
 
 
+def test_shapes_negative_captions_change_one_attribute_of_one_object():
+    ds = load_builtin("shapes", num_samples=60, seed=3, image_size=32, negative_captions=True)
+    assert ds.column_names[-1] == "negative_captions"
+    changed = set()
+    for row in ds:
+        scene = shapes_mod.scene_from_objects(row["objects"])
+        assert 3 <= len(row["negative_captions"]) <= 4  # one per attribute that can change
+        for caption in row["negative_captions"]:
+            other = shapes_mod.parse_caption(caption)
+            assert other is not None and len(other) == len(scene) and other != frozenset(scene), caption
+            (removed,), (added,) = frozenset(scene) - other, other - frozenset(scene)  # exactly one object differs
+            diff = [a for a in shapes_mod.ATTRIBUTES if getattr(removed, a) != getattr(added, a)]
+            assert len(diff) == 1, (removed, added)
+            changed.add(diff[0])
+    assert changed == set(shapes_mod.ATTRIBUTES)
+    plain = load_builtin("shapes", num_samples=60, seed=3, image_size=32)
+    assert plain["captions"] == ds["captions"] and "negative_captions" not in plain.column_names
+
+
 def test_shapes_same_seed_identical_bytes_other_seed_differs():
     a = load_builtin("shapes", num_samples=30, seed=7, image_size=32, use_cache=False)
     b = load_builtin("shapes", num_samples=30, seed=7, image_size=32, use_cache=False)

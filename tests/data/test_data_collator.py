@@ -56,6 +56,17 @@ def test_all_captions_with_image_ids(processor):
     assert batch["image_ids"].tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def test_negative_captions_become_negative_input_ids(processor):
+    data = [{**row, "negative_captions": [f"negative {i} a", f"negative {i} b"]} for i, row in enumerate(rows(3))]
+    batch = ImageTextCollator(processor, max_length=8, caption_sampling="first")(data)
+    assert batch["negative_input_ids"].shape == batch["negative_attention_mask"].shape == (3, 8)
+    assert processor.tokenizer.batch_decode(batch["negative_input_ids"], skip_special_tokens=True) == [
+        f"negative {i} a" for i in range(3)]
+    assert "negative_input_ids" not in ImageTextCollator(processor, max_length=8)(rows(3))  # only when the data has them
+    everything = ImageTextCollator(processor, max_length=8, caption_sampling="all")(data)  # retrieval: no negatives
+    assert "negative_input_ids" not in everything
+
+
 def test_single_caption_string_is_accepted(processor):
     batch = ImageTextCollator(processor, max_length=8)([{"image": Image.new("RGB", (8, 8)), "caption": "only one"}])
     assert texts_of(batch, processor.tokenizer) == ["only one"]

@@ -191,3 +191,71 @@ def test_itm_needs_a_pair_embedding():
 
     with pytest.raises(SpecError, match="pair_embedding"):
         ItmObjective(ItmSpec(), None, SimpleNamespace(pair_dim=None))
+
+
+# --- hard negative captions from the data (objectives.itm.caption_negatives) ---------------------------------------
+@pytest.fixture(scope="module")
+def albef_caption_negatives():
+    torch.manual_seed(0)
+    model, processor = tiny_model("cross_attention", ["contrastive", {"type": "itm", "caption_negatives": True}])
+    return model, processor
+
+
+def with_negative_captions(processor, batch):
+    from tests.common import CAPTIONS
+
+    negatives = processor(text=CAPTIONS[1:] + CAPTIONS[:1], padding=True, return_tensors="pt")
+    return {**batch, "negative_input_ids": negatives["input_ids"],
+            "negative_attention_mask": negatives["attention_mask"]}
+
+
+def test_caption_negatives_are_scored_as_a_fourth_pair_per_image(albef_caption_negatives, monkeypatch):
+    model, processor = albef_caption_negatives
+    objective = model.objectives["itm"]
+    assert objective.negatives_per_positive == 3
+    batch = with_negative_captions(processor, tiny_batch(processor))
+    seen = {}
+    head = objective.head.forward
+
+    def record(pairs):
+        seen["pairs"] = pairs.shape[0]
+        return head(pairs)
+
+    encoded = []
+    encode_text = model.encode_text
+
+    def record_text(input_ids, *args, **kwargs):
+        encoded.append(input_ids)
+        return encode_text(input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(objective.head, "forward", record)
+    monkeypatch.setattr(model, "encode_text", record_text)
+    model.train()
+    out = model(**batch, return_loss=True)
+    assert seen["pairs"] == 4 * 4  # positives, text-per-image, image-per-text, caption negatives
+    assert any(torch.equal(ids, batch["negative_input_ids"]) for ids in encoded)  # the data's captions, encoded
+    out.loss.backward()
+    assert torch.isfinite(out.loss_terms["itm"])
+
+
+def test_caption_negatives_missing_from_a_training_batch_name_the_fix(albef_caption_negatives):
+    model, processor = albef_caption_negatives
+    model.train()
+    with pytest.raises(SpecError, match=r"caption_negatives.*negative_captions.*params.negative_captions: true"):
+        model(**tiny_batch(processor), return_loss=True)
+    model.eval()  # evaluation data without negative captions: the in-batch negatives only
+    assert torch.isfinite(model(**tiny_batch(processor), return_loss=True).loss_terms["itm"])
+
+
+def test_caption_negatives_move_the_balanced_prior_to_one_in_four(albef_caption_negatives):
+    model, processor = albef_caption_negatives
+    batch = tiny_batch(processor)
+    text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+    image = model.encode_image(batch["pixel_values"])
+    rows = torch.arange(4)
+    objective = model.objectives["itm"]
+    corrected = objective.match_logits(model, text, image, rows, rows)
+    fused = model.fusion(text, image, {})
+    raw = objective.head(fused.pair_embeds)
+    assert torch.allclose(corrected[:, 1] - corrected[:, 0], raw[:, 1] - raw[:, 0] + torch.log(torch.tensor(3.0)),
+                          atol=1e-5)

@@ -52,6 +52,24 @@ def test_pair_dataset_and_collator():
     assert batch["input_ids"].shape == (4, 12) and batch["pixel_values"].shape == (4, 3, 32, 32)
 
 
+def test_negative_captions_are_kept_and_drawn_apart_from_the_caption():
+    import datasets
+
+    from mmzoo.train.data import pair_columns
+
+    captions, negatives = ["a", "b", "c"], ["not a", "not b", "not c"]
+    data = datasets.Dataset.from_dict({"image": [None] * 40, "captions": [captions] * 40,
+                                       "negative_captions": [negatives] * 40, "objects": [[]] * 40})
+    assert pair_columns(data).column_names == ["image", "captions", "negative_captions"]
+    rows = [{"image": None, "captions": captions, "negative_captions": negatives}] * 40
+    ds = PairDataset(rows, seed=0)
+    drawn = [(ds[(i, 0)]["captions"][0], ds[(i, 0)]["negative_captions"][0]) for i in range(40)]
+    assert drawn == [(ds[(i, 0)]["captions"][0], ds[(i, 0)]["negative_captions"][0]) for i in range(40)]  # resumable
+    assert {n for _, n in drawn} == set(negatives)
+    assert len({(captions.index(c), negatives.index(n)) for c, n in drawn}) > 3  # not tied to the caption's index
+    assert PairDataset(rows, pick="first")[(3, 2)]["negative_captions"] == ["not a"]
+
+
 def test_training_arguments_mapping(tiny_recipe, tmp_path):
     recipe = tiny_recipe("training.precision=bf16", "training.warmup_steps=0.1", "training.save_steps=null",
                          "training.eval_steps=2", "training.trainer_args.optim=adamw_torch",

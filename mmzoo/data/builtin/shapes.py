@@ -9,7 +9,10 @@ Columns:
     image (PIL RGB, ``image_size`` squared), captions (list[str], 5 paraphrases, the first is canonical),
     questions (list[str]), answers (list[list[str]]: for each question the VQA-style 10 annotator answers,
     all equal here), question_types (list[str]: color, shape, size, position, count, exists),
-    objects (list of {color, shape, size, position, bbox [x0, y0, x1, y1] in pixels}).
+    objects (list of {color, shape, size, position, bbox [x0, y0, x1, y1] in pixels}),
+    negative_captions (list[str], only with ``negative_captions: true``): for each attribute that can change (colour,
+    shape, size, position), a paraphrase of the scene's caption with that attribute of one object changed: hard
+    negative captions for ITM training (``objectives.itm.caption_negatives``; NegCLIP-style).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class ShapesParams(BaseModel):
     min_shapes: int = Field(1, ge=1, le=len(POSITIONS))
     max_shapes: int = Field(3, ge=1, le=len(POSITIONS))
     split: Literal["train", "validation", "test"] = "train"
+    negative_captions: bool = Field(False, description="add the negative_captions column (one minimal-pair caption "
+                                    "per attribute that can change)")
 
     @model_validator(mode="after")
     def _check_range(self) -> ShapesParams:
@@ -271,7 +276,7 @@ def questions(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str, st
 
 
 # ------------------------------------------------------------------------------------------------- dataset
-def features():
+def features(negative_captions: bool = False):
     import datasets
 
     obj = {
@@ -282,16 +287,17 @@ def features():
         "bbox": datasets.List(datasets.Value("int32"), length=4),
     }
     strings = datasets.List(datasets.Value("string"))
-    return datasets.Features(
-        {
-            "image": datasets.Image(),
-            "captions": strings,
-            "questions": strings,
-            "answers": datasets.List(strings),
-            "question_types": strings,
-            "objects": datasets.List(obj),
-        }
-    )
+    columns = {
+        "image": datasets.Image(),
+        "captions": strings,
+        "questions": strings,
+        "answers": datasets.List(strings),
+        "question_types": strings,
+        "objects": datasets.List(obj),
+    }
+    if negative_captions:
+        columns["negative_captions"] = strings
+    return datasets.Features(columns)
 
 
 def build(p: ShapesParams):
@@ -300,8 +306,11 @@ def build(p: ShapesParams):
 
     scenes = sample_scenes(p)
     qa_rng = np.random.default_rng([p.seed, list(SPLIT_BUCKETS).index(p.split), 1])
-    columns: dict[str, list] = {name: [] for name in features()}
+    columns: dict[str, list] = {name: [] for name in features(p.negative_captions)}
+    negative_rng = np.random.default_rng([p.seed, list(SPLIT_BUCKETS).index(p.split), 2])
     for scene in scenes:
+        if p.negative_captions:
+            columns["negative_captions"].append(negative_captions(scene, negative_rng))
         qa = questions(scene, qa_rng)
         columns["image"].append({"bytes": _png(render(scene, p.image_size)), "path": None})
         columns["captions"].append(captions(scene))
@@ -315,7 +324,7 @@ def build(p: ShapesParams):
                 for o in scene
             ]
         )
-    info = datasets.DatasetInfo(description=__doc__.splitlines()[0], features=features())
+    info = datasets.DatasetInfo(description=__doc__.splitlines()[0], features=features(p.negative_captions))
     return datasets.Dataset.from_dict(columns, info=info, split=p.split)
 
 
@@ -354,6 +363,17 @@ def minimal_pair(scene: Scene, rng: np.random.Generator, attribute: str | None =
     changed = Shape(**{**obj.__dict__, attribute: choices[rng.integers(len(choices))]})
     objs = list(scene[:index]) + [changed] + list(scene[index + 1:])
     return attribute, tuple(sorted(objs, key=lambda o: _POS_ORDER[o.position]))
+
+
+def negative_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
+    """For each attribute that can change in ``scene``, one :func:`minimal_pair` of it, as a random paraphrase."""
+    out = []
+    for attribute in ATTRIBUTES:
+        if attribute == "position" and len(scene) == len(POSITIONS):
+            continue  # no free spot to move to
+        paraphrases = captions(minimal_pair(scene, rng, attribute)[1])
+        out.append(paraphrases[rng.integers(len(paraphrases))])
+    return out
 
 
 _OBJECT_PATTERNS = [
