@@ -12,7 +12,8 @@ train_step.py model, width 192, 64 px, patch 8, 4 layers), one process, ``--thre
 1. ``precision: auto`` is resolved exactly as a run does (``mmzoo.train.precision.choose_precision`` on the
    model and one batch: the hardware rule, then its calibration); its choice and measurements are printed;
 2. modes, timed interleaved over ``--rounds`` rounds of ``--steps`` steps after warm-up (forward, contrastive
-   loss, backward, fused AdamW, zero_grad): ``fp32`` eager, ``bf16`` eager (autocast), ``fp32+compile``
+   loss, backward, fused AdamW, zero_grad): ``fp32`` eager, ``bf16`` eager (autocast, with the attention
+   implementation mmzoo trains bf16 with: "eager" on a CPU), ``bf16+sdpa`` (autocast, SDPA attention), ``fp32+compile``
    (``torch.compile`` with inductor, the backend ``training.compile: true`` uses; its compile time is reported
    apart) — the figure is the median seconds per step;
 3. ratios: ``auto`` (= the mode it chose) over fp32, bf16 over fp32, compiled over fp32 (> 1: faster), from the
@@ -45,7 +46,9 @@ SIZES = {
 }
 
 
-def _step(loss_fn, optimizer, model, batch, bf16: bool) -> float:
+def _step(loss_fn, optimizer, model, batch, bf16: bool, attention: str = "sdpa") -> float:
+    if model.config._attn_implementation != attention:
+        model.set_attn_implementation(attention)
     start = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
         loss = loss_fn(batch)
@@ -56,7 +59,7 @@ def _step(loss_fn, optimizer, model, batch, bf16: bool) -> float:
 
 
 def measure(name: str, arch: Arch, batch_size: int, args) -> dict:
-    from mmzoo.train.precision import choose_precision
+    from mmzoo.train.precision import attention_for, choose_precision
 
     torch.manual_seed(0)
     system = build_mmzoo(arch)
@@ -65,22 +68,25 @@ def measure(name: str, arch: Arch, batch_size: int, args) -> dict:
     choice = choose_precision("auto", model, batch)
     print(f"[{name}] {choice.summary()}", flush=True)
     optimizer = make_optimizer(model)
-    modes = {"fp32": (system.loss, False), "bf16": (system.loss, True)}
+    # bf16 as mmzoo trains it (attention by mmzoo.train.precision.attention_for: eager on a CPU), and with SDPA
+    bf16_attention = attention_for("bf16", "cpu") or "sdpa"
+    modes = {"fp32": (system.loss, False, "sdpa"), "bf16": (system.loss, True, bf16_attention),
+             "bf16+sdpa": (system.loss, True, "sdpa")}
     compile_seconds = None
     if args.compile:
         compiled = torch.compile(model)
         start = time.perf_counter()
         _step(lambda b: compiled(**b, return_loss=True).loss, optimizer, model, batch, False)
         compile_seconds = time.perf_counter() - start
-        modes["fp32+compile"] = (lambda b: compiled(**b, return_loss=True).loss, False)
-    for loss_fn, bf16 in modes.values():  # warm-up
+        modes["fp32+compile"] = (lambda b: compiled(**b, return_loss=True).loss, False, "sdpa")
+    for loss_fn, bf16, attention in modes.values():  # warm-up
         for _ in range(args.warmup):
-            _step(loss_fn, optimizer, model, batch, bf16)
+            _step(loss_fn, optimizer, model, batch, bf16, attention)
     times = {mode: [] for mode in modes}
     rounds = {mode: [] for mode in modes}  # per round: the median of its steps
     for _ in range(args.rounds):
-        for mode, (loss_fn, bf16) in modes.items():
-            steps = [_step(loss_fn, optimizer, model, batch, bf16) for _ in range(args.steps)]
+        for mode, (loss_fn, bf16, attention) in modes.items():
+            steps = [_step(loss_fn, optimizer, model, batch, bf16, attention) for _ in range(args.steps)]
             times[mode] += steps
             rounds[mode].append(statistics.median(steps))
     medians = {mode: statistics.median(v) for mode, v in times.items()}
@@ -118,7 +124,7 @@ def main() -> None:
     load_after = os.getloadavg()
     print(f"\ntraining step, median s/step over {args.rounds} interleaved rounds x {args.steps} steps, "
           f"{args.threads} threads; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    modes = ["fp32", "bf16"] + (["fp32+compile"] if args.compile else [])
+    modes = ["fp32", "bf16", "bf16+sdpa"] + (["fp32+compile"] if args.compile else [])
     print("| model | batch | " + " | ".join(modes) + " | auto picks | auto / fp32 speedup (medians / paired) | "
           "bf16 speedup (medians / paired) |" + (" compile speedup | compile time s |" if args.compile else ""))
     print("|" + " --- |" * (len(modes) + 5 + (2 if args.compile else 0)))

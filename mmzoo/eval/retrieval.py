@@ -219,6 +219,11 @@ def retrieval_ranks(
     i2t = torch.zeros(num_images, dtype=torch.long, device=device)  # incorrect texts beating each image's best
     t2i = torch.zeros(num_texts, dtype=torch.long, device=device)  # incorrect images beating each caption's image
     k_texts, k_images = min(max_k, num_texts), min(max_k, num_images)
+    # one score buffer and one mask buffer for every block: a fresh block-sized tensor per product would be a fresh
+    # mmap (page faults and zeroing each time) on CPU
+    score_buffer = torch.empty(rows * cols, dtype=images.dtype, device=device)
+    mask_buffer = torch.empty(rows * cols, dtype=torch.bool, device=device)
+    texts_t = texts.T
     i2t_top: list[torch.Tensor] = []
     if max_k > 0:  # running top-k of every text's column; -inf placeholders drop out (every score is finite)
         t2i_vals = torch.full((k_images, num_texts), float("-inf"), dtype=images.dtype, device=device)
@@ -229,9 +234,13 @@ def retrieval_ranks(
         row_vals, row_idx = [], []
         for p in range(0, num_texts, cols):
             q = min(p + cols, num_texts)
-            scores = images[a:b] @ texts[p:q].T  # (b - a, q - p): the only product of this pair of ranges
-            i2t[a:b] += _count(beats(scores, row_best), 1)
-            t2i[p:q] += _count(beats(scores, correct[None, p:q]), 0)
+            shape = (b - a, q - p)
+            scores = score_buffer[: shape[0] * shape[1]].view(shape)
+            mask = mask_buffer[: shape[0] * shape[1]].view(shape)
+            torch.mm(images[a:b], texts_t[:, p:q], out=scores)  # the only product of this pair of ranges (the
+            # thresholds come from this very call, see _correct_scores)
+            i2t[a:b] += _count(beats(scores, row_best, out=mask), 1)
+            t2i[p:q] += _count(beats(scores, correct[None, p:q], out=mask), 0)
             # the block's correct pairs were counted above, each against its own threshold: take them out
             owners = text_to_image[p:q]
             inside = ((owners >= a) & (owners < b)).nonzero().flatten()
@@ -281,7 +290,8 @@ def _correct_scores(images, texts, text_to_image, rows, cols):
         owners = text_to_image[p:q]
         inside = ((owners >= a) & (owners < b)).nonzero().flatten()
         own = owners[inside]
-        value = (images[a:b] @ texts[p:q].T)[own - a, inside]
+        block = torch.empty((b - a, q - p), dtype=images.dtype, device=device)
+        value = torch.mm(images[a:b], texts.T[:, p:q], out=block)[own - a, inside]
         correct[p + inside] = value
         best.scatter_reduce_(0, own, value, reduce="amax")
     return best, correct

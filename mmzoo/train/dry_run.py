@@ -94,6 +94,9 @@ def dry_run(recipe, world_size: int | None = None) -> DryRunReport:
         batch = processor(text=[text, text], images=[Image.new("RGB", (size, size))] * 2, padding="max_length",
                           truncation=True, max_length=seq_len)
     inputs = {**batch, "labels": torch.zeros(2, len(vocab))} if vqa else {**batch, "return_loss": True}
+    if any(getattr(objective, "caption_negatives", False) for objective in spec.objectives):
+        # the training batches carry a negative caption per image (objectives.itm.caption_negatives)
+        inputs.update(negative_input_ids=batch["input_ids"], negative_attention_mask=batch["attention_mask"])
     model.train()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(**inputs)

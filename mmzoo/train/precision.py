@@ -11,6 +11,12 @@ The choice, in order:
    models are often slower in bf16 on a CPU (the casts cost more than the narrower matmuls save), large ones up
    to ~2x faster.
 
+bf16 on a CPU runs attention with the "eager" implementation (:data:`BF16_ATTENTION`), in the calibration and in
+training: PyTorch's CPU SDPA (flash-attention) kernel takes ~3x longer for its backward in bf16 than in fp32
+(measured on the batch-256 bench model: 639 vs 200 ms per step), while eager attention's bf16 matmuls are fast
+(bench model: bf16 2.07x fp32 with eager attention, 1.38x with SDPA; ``bench/step_modes.py``). The saved model keeps
+its own attention implementation (``_attn_implementation`` is not part of ``config.json``).
+
 One run, one precision, whatever the number of processes:
 
 * Only global rank 0 calibrates (the others wait); its choice is broadcast, so every rank trains alike. The
@@ -50,6 +56,9 @@ PRECISION_FILE = "precision.json"
 CACHE_FOLDER = "precision"  # under mmzoo's cache root ($MMZOO_CACHE)
 MIN_SPEEDUP = 1.10  # margin against timing noise on a shared machine
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# attention implementation used under bf16 autocast, per device type, where the default (SDPA) is the slower one
+BF16_ATTENTION = {"cpu": "eager"}
+CALIBRATION_METHOD = "bf16-attention-per-device-1"  # in the cache key: a change of method measures again
 
 
 @dataclass
@@ -123,7 +132,30 @@ def calibration_key(model, batch: dict[str, Any], device_type: str) -> dict[str,
     # token tensors: their padded length follows the batch's longest text (the data, the seed): batch size only
     shapes = {k: [list(v.shape) if v.is_floating_point() else list(v.shape[:1]), str(v.dtype).removeprefix("torch.")]
               for k, v in sorted(batch.items()) if isinstance(v, torch.Tensor)}
-    return {"model": digest, "batch": shapes, "hardware": hardware_name(device_type), "torch": torch.__version__}
+    return {"model": digest, "batch": shapes, "hardware": hardware_name(device_type), "torch": torch.__version__,
+            "method": CALIBRATION_METHOD}
+
+
+def attention_for(precision: str, device_type: str) -> str | None:
+    """The attention implementation training in ``precision`` on ``device_type`` uses instead of the model's own,
+    or None (keep the model's)."""
+    return BF16_ATTENTION.get(device_type) if precision == "bf16" else None
+
+
+def use_precision_attention(model, precision: str) -> str | None:
+    """Switch ``model`` (any ``PreTrainedModel``; towers and mmzoo's own layers follow) to the attention
+    implementation of :func:`attention_for`; returns it, or None when nothing changed."""
+    device = next(model.parameters()).device.type
+    implementation = attention_for(precision, device)
+    if implementation is None or _attention_of(model) in (None, implementation):
+        return None
+    model.set_attn_implementation(implementation)
+    return implementation
+
+
+def _attention_of(model) -> str | None:
+    """A transformers model's attention implementation; None for other modules."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None)
 
 
 def cache_path(key: dict[str, Any], cache_dir: str | Path) -> Path:
@@ -153,7 +185,8 @@ def fast_bf16_hardware(device_type: str) -> tuple[bool, str]:
 
 def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[float]]:
     """Seconds per training step (forward, loss, backward, fused AdamW step, zero_grad: the Trainer's default
-    step) on ``batch`` in fp32 and under bf16 autocast, interleaved, after one warm-up step each. The steps run
+    step) on ``batch`` in fp32 and under bf16 autocast (with :func:`attention_for`'s attention), interleaved, after
+    one warm-up step each. The steps run
     on a copy of ``model`` with an optimizer of its own, so the model, its gradients and its mode are untouched;
     the RNG states (CPU and CUDA) are restored."""
     import copy
@@ -175,7 +208,13 @@ def calibrate(model, batch: dict[str, Any], steps: int = 3) -> dict[str, list[fl
     except (RuntimeError, TypeError):  # no fused kernel for this device / dtype
         optimizer = torch.optim.AdamW(params, lr=1e-8)
 
+    own_attention = _attention_of(twin)
+
     def step(precision: str) -> float:
+        # each precision with the attention it would train with (see BF16_ATTENTION)
+        attention = attention_for(precision, device.type) or own_attention
+        if own_attention is not None and _attention_of(twin) != attention:
+            twin.set_attn_implementation(attention)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()

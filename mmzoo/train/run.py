@@ -39,6 +39,7 @@ from .checkpoints import (
     save_final_model,
     write_run_status,
 )
+from .precision import use_precision_attention
 
 logger = get_logger(__name__)
 
@@ -135,6 +136,9 @@ def _train(recipe, spec, out: Path, checkpoint: Path | None, progress, callbacks
     if recipe.training.precision == "auto":  # under torchrun: start the process group the choice is shared over
         training_arguments(recipe, out, precision="fp32", **{**fields, "tf32": None}).device  # noqa: B018
     precision = resolve_run_precision(recipe, model, train_ds, collator, out, resuming=checkpoint is not None)
+    if (attention := use_precision_attention(model, precision)) is not None:
+        logger.info("precision %s on %s: attention runs %s (see mmzoo.train.precision.BF16_ATTENTION)", precision,
+                    next(model.parameters()).device.type, attention)
     args = training_arguments(recipe, out, precision=precision, **fields)
     all_callbacks = [TrainingLogCallback(out), *callbacks]
     checkpoint_pusher = None

@@ -24,13 +24,13 @@ def bench(monkeypatch):
 
 
 def test_bench_table(bench, monkeypatch, capsys):
-    # 300^2 * 13 B = 1.1 MiB < cap 4.1 MiB: both paths run; 700^2 * 13 B = 6.1 MiB > cap: full path skipped
-    argv = ["--sizes", "300", "700", "--dim", "16", "--chunk-size", "64", "--full-mem-cap-gib", "0.004"]
+    # 300^2 * 4.2 B = 0.4 MB < cap 1.07 MB: both paths run; 700^2 * 4.2 B = 2.1 MB > cap: full path skipped
+    argv = ["--sizes", "300", "700", "--dim", "16", "--chunk-size", "64", "--full-mem-cap-gib", "0.001"]
     monkeypatch.setattr(sys, "argv", ["retrieval_eval.py", *argv])
     bench.main()
     rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if "|" in line}
     assert rows["300"].rstrip().endswith("yes |")
-    assert "skipped: full matrix est. 0.0 GiB > cap 0.004 GiB" in rows["700"]
+    assert "skipped: full matrix est. 0.0 GiB > cap 0.001 GiB" in rows["700"]
 
 
 def test_bench_worker_reports_measurements(bench):

@@ -8,8 +8,9 @@ evaluation on 500 held-out test scenes:
   attribute of one object changed), at P(match) >= 0.5 on balanced pairs;
 * `retrieval` task with `rerank_k: 8`: re-ranking the contrastive top 8 by ITM must not lower text->image R@1.
 
-Thresholds are the figures measured on the shared 2-core box (see the recipe headers), not wishes; where they are
-below the issue's targets (0.90 / 0.80) the recipe header says what limits them.
+The recipes train ITM with in-batch hard negatives plus one hard negative caption per image from the data
+(``objectives.itm.caption_negatives``). Thresholds are the issue's targets (0.90 / 0.80, re-ranking not lower); every
+seed measured above them (see the recipe headers).
 """
 
 from __future__ import annotations
@@ -26,18 +27,16 @@ pytestmark = pytest.mark.slow
 RECIPES = Path(__file__).parents[2] / "recipes"
 RECIPE = {"co_attention": "vilbert-shapes", "single_stream": "visualbert-itm-shapes",
           "cross_attention": "albef-shapes"}
-# (random-negative accuracy, minimal-pair accuracy) every seed must reach. Measured (2 shared cores, 2026-12-01,
-# seeds 0 / 1 / 2; the recipe headers have every figure):
-#   co_attention (vilbert-shapes, 800 steps): random 0.993 / 0.986 / 0.994, minimal pairs 0.841 / 0.759 / 0.877
-#     (the issue's 0.80 is met by seeds 0 and 2; seed 1 rejects only 27% of size and 5% of shape edits)
-#   single_stream (visualbert-itm-shapes, 800 steps): random 0.990 / 0.997 / 0.995, minimal pairs 0.749 / 0.833 /
-#     0.769 (shape edits rejected 0.00 / 0.03 / 0.00: what limits minimal pairs)
-#   cross_attention (albef-shapes, 800 steps): random 0.995 / 0.996 / 0.999, minimal pairs 0.688 / 0.844 / 0.761
-#     (seed 0 rejects 0.01 of size, 0.00 of shape and 0.53 of position edits)
-ITM_TARGETS = {"co_attention": (0.90, 0.75), "single_stream": (0.90, 0.74), "cross_attention": (0.90, 0.68)}
-# re-ranked text->image R@1 minus contrastive-only R@1, measured: co_attention +0.007 / -0.005 / +0.015,
-# single_stream +0.013 / +0.008 / -0.003, cross_attention +0.032 / +0.042 / +0.035
-RERANK_TOLERANCE = 0.01
+# (random-negative accuracy, minimal-pair accuracy) every seed must reach: the issue's targets. Measured (2 cores,
+# two runs at a time, 2026-12-01, seeds 0 / 1 / 2, 1500 steps with caption negatives; the recipe headers have every
+# figure):
+#   co_attention (vilbert-shapes): random 0.997 / 0.991 / 0.996, minimal pairs 0.938 / 0.940 / 0.943
+#   single_stream (visualbert-itm-shapes): random 0.980 / 0.999 / 0.997, minimal pairs 0.891 / 0.946 / 0.939
+#   cross_attention (albef-shapes): see CROSS below
+ITM_TARGETS = {"co_attention": (0.90, 0.80), "single_stream": (0.90, 0.80), "cross_attention": (0.90, 0.80)}
+# re-ranked text->image R@1 minus contrastive-only R@1, measured: co_attention +0.016 / +0.007 / +0.016,
+# single_stream +0.014 / +0.012 / +0.013, cross_attention see CROSS below; the issue: not lower
+RERANK_TOLERANCE = 0.0
 
 
 def train_and_evaluate(recipe: str, seed: int, out: Path) -> dict[str, dict[str, float]]:
@@ -63,6 +62,5 @@ def test_itm_hard_negatives_full_scenes(fusion, seed, tmp_path):
     assert itm["accuracy"] >= random_target, itm
     assert itm["minimal_pair_accuracy"] >= minimal_target, itm
     # ITM re-ranking (ITM log-odds + contrastive logit on the top 8) does not rank worse than contrastive alone
-    # (within RERANK_TOLERANCE: one seed measured 0.005 below)
     reranked, contrastive = retrieval["itm_rerank_text_to_image_recall_at_1"], retrieval["text_to_image_recall_at_1"]
     assert reranked >= contrastive - RERANK_TOLERANCE, retrieval

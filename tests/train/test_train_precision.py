@@ -213,3 +213,33 @@ def test_rank_zero_decides_for_every_rank(tmp_path):
     assert results[0]["error"] == "ValueError: no batch"
     assert "calibration failed on rank 0 (ValueError: no batch)" in results[1]["error"]
     assert results[0]["measured"] == results[1]["measured"] and len(results[1]["measured"]["bf16"]) == 1
+
+
+def test_bf16_on_cpu_calibrates_and_trains_with_eager_attention(monkeypatch):
+    """CPU SDPA's bf16 backward is the slow part of a bf16 step: the bf16 steps of the calibration, and training
+    in bf16, use eager attention; fp32 keeps the model's own (SDPA); nothing changes on the model itself."""
+    import mmzoo
+
+    assert P.attention_for("bf16", "cpu") == "eager"
+    assert P.attention_for("fp32", "cpu") is None and P.attention_for("bf16", "cuda") is None
+    model = mmzoo.build_model("mm-clip-tiny")
+    processor = mmzoo.build_processor("mm-clip-tiny")
+    from tests.common import batch
+
+    seen = []
+    forward = type(model).forward
+
+    def record(self, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), self.config._attn_implementation,
+                     self.text_tower.model.config._attn_implementation))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", record)
+    P.calibrate(model, dict(batch(processor, 4)), steps=1)
+    assert set(seen) == {(False, "sdpa", "sdpa"), (True, "eager", "eager")}
+    assert model.config._attn_implementation == "sdpa"  # the calibration's copy switched, not the model
+    assert P.use_precision_attention(model, "fp32") is None and model.config._attn_implementation == "sdpa"
+    assert P.use_precision_attention(model, "bf16") == "eager"
+    assert model.text_tower.model.config._attn_implementation == "eager"
+    assert model.vision_tower.model.config._attn_implementation == "eager"
+    assert P.use_precision_attention(_Tiny(), "bf16") is None  # a module without an attention setting
