@@ -40,9 +40,9 @@ class ItmObjective(Objective):
     paired with the batch's ``negative_input_ids`` row (a caption one detail away, from the data), 4B pairs.
 
     :meth:`match_logits` (what ``model.score_pairs`` reads) returns logits at a *balanced* prior: the head is
-    trained on 1 positive : 2 negatives, so ``log 2`` is added to the match logit (Bayes' prior correction), and
-    ``P(match) >= 0.5`` then means "more likely matched than not" on data with as many matches as mismatches.
-    Rankings are unchanged.
+    trained on 1 positive : 2 negatives (3 with ``caption_negatives``), so ``log 2`` (``log 3``) is added to the
+    match logit (Bayes' prior correction), and ``P(match) >= 0.5`` then means "more likely matched than not" on data
+    with as many matches as mismatches. Rankings are unchanged.
     """
 
     def __init__(self, spec, dims, fusion) -> None:
@@ -62,7 +62,7 @@ class ItmObjective(Objective):
     def match_logits(self, model, text, image, text_index: Tensor, image_index: Tensor) -> Tensor:
         """(N, 2) ITM logits of the pairs (image ``image_index[n]``, text ``text_index[n]``) of encoded ``text`` /
         ``image`` tower outputs: the pairs are fused by the model's fusion, then read by the head; the match logit is
-        corrected from the training prior (1:2) to a balanced one (see the class docstring)."""
+        corrected from the training prior (1:2, or 1:3) to a balanced one (see the class docstring)."""
         fused = model.fusion(select_rows(text, text_index), select_rows(image, image_index), {})
         logits = self.head(fused.pair_embeds)
         prior = torch.tensor([0.0, math.log(self.negatives_per_positive)], device=logits.device, dtype=logits.dtype)
