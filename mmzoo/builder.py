@@ -189,14 +189,11 @@ def build_processor(spec: ModelSpec | dict | str | Path, max_length: int | None 
     if "image" not in paired_modalities(spec):
         return build_audio_processor(spec, max_length)
     image_spec = spec.encoder("image")
-    text_config = tower_config(spec.encoder("text"), "encoders.text")
     size = image_size_of(spec)
     image_processor = ViTImageProcessorPil(
         size={"height": size, "width": size}, image_mean=list(image_spec.image_mean), image_std=list(image_spec.image_std)
     )
-    tokenizer = load_tokenizer(spec.encoder("text").resolved_tokenizer)
-    positions = getattr(text_config, "max_position_embeddings", None) or tokenizer.model_max_length
-    tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
+    tokenizer = _text_tokenizer(spec)
     return MmzooProcessor(image_processor, tokenizer, max_length=max_length or tokenizer.model_max_length)
 
 
