@@ -9,6 +9,19 @@ import socket
 import torch
 from PIL import Image
 
+# source of a child script's first lines: mmzoo is installed here (editable); this makes it unimportable, as on a
+# machine without it (remote-code tests)
+BLOCK_MMZOO = """
+import sys
+
+class BlockMmzoo:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mmzoo" or name.startswith("mmzoo."):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, BlockMmzoo())
+"""
+
 TINY_PRESETS = [
     "mm-clip-tiny", "mm-siglip-tiny", "mm-lit-tiny", "mm-vilbert-tiny", "mm-visualbert-tiny", "mm-albef-tiny",
 ]

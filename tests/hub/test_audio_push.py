@@ -17,6 +17,7 @@ import mmzoo  # noqa: F401  (registers the Auto classes)
 from mmzoo.data.builtin.tones import clip
 from mmzoo.hub import push_run
 from mmzoo.hub.card import code_blocks
+from tests.common import BLOCK_MMZOO
 
 
 def _inputs(processor):
@@ -79,16 +80,7 @@ def test_card_snippets_run_as_pasted(pushed, _hub_server_session, tmp_path):
     assert re.search(r"torch.Size\(\[1, 32\]\) torch.Size\(\[2, 32\]\)", outputs[1]), outputs[1]
 
 
-REMOTE_CHILD = '''
-import sys
-
-class BlockMmzoo:  # mmzoo is installed here (editable): make it unimportable, as on a machine without it
-    def find_spec(self, name, path=None, target=None):
-        if name == "mmzoo" or name.startswith("mmzoo."):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-
-sys.meta_path.insert(0, BlockMmzoo())
-import numpy as np
+REMOTE_CHILD = BLOCK_MMZOO + '''import numpy as np
 import torch
 from transformers import AutoModel, AutoProcessor, pipeline
 

@@ -26,6 +26,7 @@ from mmzoo.builder import save_pretrained
 from mmzoo.errors import HubError
 from mmzoo.hub import push_run, remote_code
 from mmzoo.hub.remote_code import bundle_code
+from tests.common import BLOCK_MMZOO
 
 PRESETS = ("mm-clip-tiny", "mm-siglip-tiny", "mm-albef-tiny")  # softmax, sigmoid (siglip config), fusion model
 TEXTS = ["a red circle", "two blue squares", "a green triangle"]
@@ -185,16 +186,7 @@ def pushed(_hub_server_session, tmp_path_factory):
     return expected
 
 
-CHILD = '''
-import sys
-
-class BlockMmzoo:  # mmzoo is installed here (editable): make it unimportable, as on a machine without it
-    def find_spec(self, name, path=None, target=None):
-        if name == "mmzoo" or name.startswith("mmzoo."):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-
-sys.meta_path.insert(0, BlockMmzoo())
-try:
+CHILD = BLOCK_MMZOO + '''try:
     import mmzoo
     raise SystemExit("mmzoo is importable in the child process")
 except ImportError:

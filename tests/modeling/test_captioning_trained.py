@@ -23,7 +23,7 @@ from mmzoo.builder import save_pretrained
 from mmzoo.data import load_builtin
 from mmzoo.hub.remote_code import export_remote_code
 from mmzoo.modeling import MmzooForConditionalGeneration
-from tests.common import SHAPES_TOWERS
+from tests.common import BLOCK_MMZOO, SHAPES_TOWERS
 
 SPEC = {
     "name": "captioner-trained",
@@ -42,13 +42,6 @@ model = AutoModelForImageTextToText.from_pretrained(sys.argv[1], {kwargs}).eval(
 pixel_values = torch.load(sys.argv[2])
 ids = model.generate(pixel_values=pixel_values, max_new_tokens={max_new_tokens})
 print(json.dumps([type(model).__module__, type(model).__name__, ids.tolist()]))
-"""
-BLOCK_MMZOO = """
-class BlockMmzoo:  # mmzoo is installed (editable): make it unimportable, as on a machine without it
-    def find_spec(self, name, path=None, target=None):
-        if name == "mmzoo" or name.startswith("mmzoo."):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, BlockMmzoo())
 """
 
 
